@@ -1,0 +1,187 @@
+"""Export one trial as deployable artifacts plus a manifest that lets anyone check them.
+
+The candidate is rebuilt from its stored plan (compression is deterministic), written to a temporary
+sibling directory, checked (the written library is loaded and evaluated, the ONNX model is run by
+onnxruntime), and only then renamed into place: a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from autocomp.errors import UserError
+
+MANIFEST_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("autocomp", "torch", "apache-tvm", "apache-tvm-ffi", "optuna", "onnx", "onnxruntime", "torch-pruning", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def export_onnx(model: Any, example_input: Any, path: Path) -> None:
+    import torch
+
+    with torch.no_grad():
+        torch.onnx.export(model, (example_input,), str(path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+
+
+def onnx_accuracy(path: Path, task: Any) -> float:
+    import onnxruntime as ort
+    import torch
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = task.eval_inputs.numpy()
+    outs = [sess.run(None, {"input": x[i : i + 256]})[0] for i in range(0, len(x), 256)]
+    import numpy as np
+
+    return float(task.metric(torch.from_numpy(np.concatenate(outs)), task.eval_targets))
+
+
+def _write_artifacts(tmp: Path, ctx: Any, plan: Any) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    import tvm
+    from tvm import relax
+
+    from autocomp import evaluate
+    from autocomp.build import build, export_library
+    from autocomp.compress import compress
+    from autocomp.lower import lower
+
+    task, profile = ctx.task, ctx.profile
+    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+    lowered = lower(model, task.example_input)
+    built = build(lowered, profile)
+    lib_path = export_library(built, profile, tmp)
+    names = [f"p{i:03d}_{n}" for i, n in enumerate(lowered.param_names)]
+    tvm.runtime.save_param_dict_to_file({n: tvm.runtime.tensor(a) for n, a in zip(names, lowered.params)},
+                                        str(tmp / "params.bin"))
+    torch.save(model.state_dict(), tmp / "model_state.pt")
+    with torch.no_grad():
+        torch.export.save(torch.export.export(model, (task.example_input,)), str(tmp / "model.pt2"))
+    onnx_path = tmp / "model.onnx"
+    export_onnx(model, task.example_input, onnx_path)
+    checks: dict[str, Any] = {"onnx_accuracy": onnx_accuracy(onnx_path, task)}
+    if lib_path.suffix == ".so" and not profile.cross_cc:
+        # load what was written, with the params as written, and evaluate it
+        dev = tvm.cpu()
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_path)), dev)
+        loaded = tvm.runtime.load_param_dict_from_file(str(tmp / "params.bin"))
+        params = [loaded[n] for n in names]
+
+        def run_one(x: np.ndarray) -> np.ndarray:
+            out = vm["main"](tvm.runtime.tensor(x, dev), *params)
+            while not hasattr(out, "numpy"):
+                out = out[0]
+            return out.numpy()
+
+        checks["artifact_accuracy"] = evaluate.accuracy_compiled(run_one, task)
+    return {
+        "library": lib_path.name,
+        "params": "params.bin",
+        "inputs": ["input", *names],
+        "input_shape": list(lowered.input_shape),
+        "input_dtype": lowered.input_dtype,
+        "param_bytes": built.param_bytes,
+        "arena_bytes": built.arena_bytes,
+        "target": built.target,
+        "checks": checks,
+    }
+
+
+def export_trial(study_name: str, storage: str | None, trial_number: int, out: Path, force: bool = False) -> dict[str, Any]:
+    """Write the artifacts of one completed trial to `out`; returns the manifest."""
+    from autocomp import pareto
+    from autocomp import study as search
+    from autocomp.candidate import prepare
+    from autocomp.profiles import load_profile
+    from autocomp.tasks import load_task
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise UserError(f"{out} already exists and is not empty; choose another --out or pass --force")
+    if not out.parent.is_dir():
+        raise UserError(f"the parent directory of --out ({out.parent}) does not exist; create it first")
+    study = search.load_study(study_name, storage)
+    trial = pareto.find_trial(study, trial_number)
+    settings = study.user_attrs.get(search.ATTR, {})
+    plan = search.plan_of(trial)
+    profile = load_profile(settings.get("device", "host"))
+    ctx = prepare(load_task(settings.get("task_spec")), profile)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the artifact directory is meant to be shared
+    try:
+        info = _write_artifacts(tmp, ctx, plan)
+        files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        measured = trial.user_attrs["result"]
+        manifest = {
+            "_type": "autocomp.Manifest",
+            "_version": MANIFEST_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "study": study_name,
+            "storage": _redact(search_storage_url(storage)),
+            "trial": trial.number,
+            "task": settings.get("task"),
+            "device": profile.name,
+            "measured_on": measured["measured_on"],
+            "estimated": measured["measured_on"] == "estimate",
+            "compute": measured["compute"],
+            "plan": trial.user_attrs["plan"],
+            "plan_label": measured["plan_label"],
+            "measured": measured,
+            "baseline_accuracy": settings.get("baseline_accuracy"),
+            "artifact": info,
+            "model_bytes": sum(f["bytes"] for n, f in files.items() if n in (info["library"], info["params"])),
+            "versions": versions(),
+            "files": files,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def search_storage_url(storage: str | None) -> str:
+    from autocomp import storage as storage_mod
+
+    return storage_mod.normalise(storage, create=False)

@@ -1,0 +1,108 @@
+"""Compile a lowered model for a device profile's target; plan its activation memory.
+
+We run TVM's CPU pipeline ourselves up to StaticPlanBlockMemory so the planned activation arena can be
+read off the IR (the sizes of the `alloc_storage` calls the VM will make), then hand the lowered module
+to `tvm.compile` with no further Relax passes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autocomp.errors import CandidateError
+from autocomp.lower.relax import LoweredModel
+from autocomp.profiles import DeviceProfile
+
+
+@dataclass
+class BuildResult:
+    executable: Any  # tvm.relax.Executable
+    params: tuple[np.ndarray, ...]
+    param_bytes: int
+    arena_bytes: int
+    target: dict[str, Any]
+    compile_s: float
+
+
+def _storage_bytes(func: Any) -> int:
+    """Sum of the constant sizes of memory.alloc_storage (planned) and builtin.alloc_tensor (outputs)."""
+    import tvm
+    from tvm import relax
+
+    storage = tvm.ir.Op.get("relax.memory.alloc_storage")
+    builtin = tvm.ir.Op.get("relax.builtin.alloc_tensor")
+    total = 0
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            call = binding.value
+            if not isinstance(call, relax.Call):
+                continue
+            if call.op == storage:
+                total += int(call.args[0].values[0])
+            elif call.op == builtin:
+                n = 1
+                for d in call.args[0].values:
+                    n *= int(d)
+                total += n * ((tvm.DataType(call.args[1].value).bits + 7) // 8)
+    return total
+
+
+def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    target_dict = profile.resolved_target()
+    target = profile.tvm_target()
+    if profile.kind != "cpu":
+        raise CandidateError(f"device '{profile.name}': GPU targets are not supported yet (kind={profile.kind})")
+    t0 = time.perf_counter()
+    try:
+        with target:
+            planned = tvm.transform.Sequential(
+                cpu.library_dispatch_passes(target)
+                + cpu.legalize_passes(target)
+                + [
+                    relax.transform.RewriteDataflowReshape(),
+                    relax.transform.ToNonDataflow(),
+                    relax.transform.RemovePurityChecking(),
+                    relax.transform.CallTIRRewrite(),
+                    relax.transform.StaticPlanBlockMemory(),
+                ]
+            )(lowered.mod)
+            arena = _storage_bytes(planned["main"])
+            final = tvm.transform.Sequential(cpu.finalize_passes(target)[1:])(planned)
+        executable = tvm.compile(final, target=target, relax_pipeline=None)
+    except Exception as exc:
+        raise CandidateError(f"TVM compile for {profile.name} failed: {type(exc).__name__}: {exc}") from exc
+    return BuildResult(
+        executable=executable,
+        params=lowered.params,
+        param_bytes=int(sum(p.nbytes for p in lowered.params)),
+        arena_bytes=arena,
+        target=target_dict,
+        compile_s=time.perf_counter() - t0,
+    )
+
+
+def export_library(result: BuildResult, profile: DeviceProfile, directory: Path) -> Path:
+    """Write the deployable library: a .so (cross-linked when the profile names a compiler) or, when
+    that compiler is missing, a .tar of object files the user links on the device."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if not profile.cross_cc:
+        path = directory / "model.so"
+        result.executable.export_library(str(path))
+    elif shutil.which(profile.cross_cc):
+        path = directory / "model.so"
+        result.executable.export_library(str(path), cc=profile.cross_cc)
+    else:
+        path = directory / "model.tar"
+        result.executable.export_library(str(path))
+    return path

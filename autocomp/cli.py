@@ -1,0 +1,192 @@
+"""The `autocomp` command: parses, calls the API, prints. One function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from autocomp.errors import UserError
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough for the front table
+        console = Console(width=160)
+    return console
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from autocomp import profiles
+
+    rows = profiles.load_all()
+    if args.json:
+        print(json.dumps([{"name": p.name, "kind": p.kind, "measure": p.measure, "rpc_key": p.rpc_key,
+                           "target": p.resolved_target(), "description": p.description, "source": p.source}
+                          for p in rows], indent=2))
+        return 0
+    table = Table(title="device profiles", title_justify="left")
+    for col in ("name", "kind", "target", "measured", "description"):
+        table.add_column(col)
+    for p in rows:
+        where = "locally, on this machine" if p.measure == "local" else f"RPC tracker, key '{p.rpc_key}'"
+        table.add_row(p.name, p.kind, json.dumps(p.resolved_target()), where, p.description)
+    _console().print(table)
+    host = next((p for p in rows if p.is_host()), None)
+    if host is not None:
+        from autocomp import hostcpu
+
+        print(f"host CPU: {hostcpu.detect().describe()}")
+    return 0
+
+
+def _search_config(args: argparse.Namespace):
+    from autocomp.study import SearchConfig
+
+    return SearchConfig(device=args.device, task=args.task, trials=args.trials,
+                        max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
+                        seed=args.seed, timeout_s=args.timeout)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from autocomp import pareto, report
+    from autocomp import study as study_mod
+
+    cfg = _search_config(args)
+    cfg.validate()
+    console = _console()
+    progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.description}"), console=console, disable=args.quiet)
+
+    def on_trial(done: int, total: int, trial) -> None:
+        r = trial.user_attrs.get("result")
+        if r:
+            ok = "feasible" if pareto.feasible(trial) else "infeasible"
+            if "reused_from_trial" in trial.user_attrs:
+                ok += f", same plan as trial {trial.user_attrs['reused_from_trial']}"
+            text = (f"trial {trial.number}: {r['plan_label']} {r['latency_ms']:.2f} ms "
+                    f"{report.kib(r['memory_bytes'])} KiB acc {r['accuracy_compiled']:.4f} ({ok})")
+        else:
+            text = f"trial {trial.number}: failed: {trial.user_attrs.get('error', trial.state.name)}"
+        progress.update(bar, completed=done, description=text)
+        if not args.quiet:
+            progress.console.print(text, highlight=False)
+
+    with console.status("preparing: device, storage, task, fp32 baseline ...", spinner="dots"):
+        prepared = study_mod.prepare_search(cfg)
+    with progress:
+        bar = progress.add_task("", total=cfg.trials)
+        outcome = prepared.run(on_trial)
+    print(f"study '{outcome.study}' in {outcome.storage}: {outcome.trials_run} trials in "
+          f"{outcome.elapsed_s:.0f} s ({outcome.trials_total} in all, {outcome.failed} failed)")
+    study = study_mod.load_study(outcome.study, outcome.storage)
+    _print_front(study, as_json=False)
+    return 0
+
+
+def _print_front(study, as_json: bool) -> None:
+    from autocomp import pareto, report
+
+    points, base = pareto.front(study), pareto.baseline(study)
+    if as_json:
+        print(json.dumps([p.to_json(base) for p in points], indent=2))
+        return
+    console = _console()
+    settings = study.user_attrs.get("autocomp", {})
+    title = (f"feasible Pareto front of '{study.study_name}' ({settings.get('task')} on {settings.get('device')}, "
+             f"max accuracy drop {settings.get('max_accuracy_drop')})")
+    console.print(report.front_table(points, base, title))
+    console.print(report.baseline_line(base), highlight=False)
+    if not points:
+        console.print("no feasible trial yet: run more trials or relax --max-accuracy-drop")
+
+
+def cmd_front(args: argparse.Namespace) -> int:
+    from autocomp import study as study_mod
+
+    _print_front(study_mod.load_study(args.study, args.storage), as_json=args.json)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from autocomp.artifacts import export_trial
+
+    manifest = export_trial(args.study, args.storage, args.trial, Path(args.out), force=args.force)
+    checks = manifest["artifact"]["checks"]
+    print(f"exported trial {manifest['trial']} ({manifest['plan_label']}) to {args.out}:")
+    for name, f in manifest["files"].items():
+        print(f"  {name:16s} {f['bytes']:>10,d} bytes  sha256 {f['sha256'][:16]}")
+    print(f"  measured: {manifest['measured']['latency_ms']:.3f} ms on {manifest['measured_on']}, "
+          f"accuracy {manifest['measured']['accuracy_compiled']:.4f}")
+    if "artifact_accuracy" in checks:
+        print(f"  accuracy of the written TVM library: {checks['artifact_accuracy']:.4f}")
+    print(f"  accuracy of model.onnx under onnxruntime: {checks['onnx_accuracy']:.4f}")
+    return 0
+
+
+def _add_storage(p: argparse.ArgumentParser, study_required: bool) -> None:
+    p.add_argument("--study", required=study_required, help="study name (default for search: TASK@DEVICE)")
+    p.add_argument("--storage", help="Optuna storage URL or SQLite file path (default: runs/autocomp.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autocomp", description="Hardware-aware compression search for PyTorch models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("devices", help="list device profiles", description="List the device profiles and where each is measured.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("search", help="search compression plans for a device",
+                       description="Search per-layer bit widths and prune ratios; measure each candidate on the device.")
+    p.add_argument("--device", default="host", help="device profile name (see 'autocomp devices'); default host")
+    p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
+    p.add_argument("--trials", type=int, default=24, help="trials to run now (default 24)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.01, help="largest allowed accuracy drop vs fp32, as a fraction (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_storage(p, study_required=False)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("front", help="print a study's feasible Pareto front", description="Print the feasible non-dominated trials of a study.")
+    _add_storage(p, study_required=True)
+    p.add_argument("--json", action="store_true", help="print a JSON array, one object per front point")
+    p.set_defaults(func=cmd_front)
+
+    p = sub.add_parser("export", help="write one trial's deployable artifacts", description="Rebuild a trial and write its TVM library, ONNX model, torch state and manifest.json.")
+    _add_storage(p, study_required=True)
+    p.add_argument("--trial", type=int, required=True, help="trial number (see 'autocomp front')")
+    p.add_argument("--out", required=True, help="output directory (must be new or empty)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # torch.export's pytree warns about its own internals on every export; nothing a user can act on
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UserError as exc:
+        print(f"autocomp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autocomp: interrupted; completed trials are saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Apply a CompressionPlan to a trained model: prune (and re-estimate BatchNorm statistics on the
+calibration data), then quantize with calibration."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autocomp.compress.prune import prune
+from autocomp.compress.quantize import quantize
+from autocomp.compress.recalibrate import recalibrate_batchnorm
+from autocomp.plan import CompressionPlan
+
+
+def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tensor,
+             calib_data: torch.Tensor, protected: tuple[str, ...]) -> nn.Module:
+    """A new compressed model; `model` is left untouched. Deterministic for a given plan."""
+    ratios = {lp.name: lp.prune for lp in plan.layers if lp.prune > 0}
+    pruned = prune(model, example_input, ratios, protected)
+    if ratios:
+        recalibrate_batchnorm(pruned, calib_data)
+    return quantize(pruned, plan, calib_data)

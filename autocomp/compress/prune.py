@@ -1,0 +1,60 @@
+"""Structured pruning: output channels physically removed, through Torch-Pruning's DepGraph.
+
+The dependency graph decides which layers lose channels together (a BatchNorm follows its conv, the next
+conv loses the matching input channels, coupled residual branches share a ratio); we never walk the
+graph ourselves. Channel counts are rounded to multiples of ROUND_TO so pruned shapes stay friendly to
+SIMD lanes and so that distinct candidates share workloads.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autocomp.compress.layers import SEARCHABLE_TYPES
+
+ROUND_TO = 8
+
+
+def _modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules())
+
+
+def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: Iterable[str]) -> list[str]:
+    """Layers that root a pruning group (each gets its own ratio in the search space)."""
+    by_name = _modules_by_name(model)
+    names = {m: n for n, m in by_name.items()}
+    ignored = [by_name[n] for n in protected]
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    roots: list[str] = []
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(SEARCHABLE_TYPES)):
+        root = group[0].dep.target.module
+        if root in names and isinstance(root, SEARCHABLE_TYPES) and names[root] not in roots:
+            roots.append(names[root])
+    order = list(by_name)
+    return sorted(roots, key=order.index)
+
+
+def prune(model: nn.Module, example_input: torch.Tensor, ratios: dict[str, float],
+          protected: Iterable[str]) -> nn.Module:
+    """A pruned copy: each named layer loses `ratio` of its output channels (L2-magnitude order)."""
+    model = copy.deepcopy(model).eval()
+    ratios = {n: r for n, r in ratios.items() if r > 0}
+    if not ratios:
+        return model
+    by_name = _modules_by_name(model)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example_input,
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=0.0,
+        pruning_ratio_dict={by_name[n]: r for n, r in ratios.items()},
+        ignored_layers=[by_name[n] for n in protected],
+        round_to=ROUND_TO,
+    )
+    pruner.step()
+    return model.eval()

@@ -1,0 +1,168 @@
+"""Post-training quantization: per-channel symmetric weights, per-tensor affine activations.
+
+Weights are *stored* at their bit width (int8; 4- and 2-bit values packed into uint8 bytes; float16)
+and dequantized inside the graph, so the parameters the compiled artifact carries really are that
+small. Activations are quantized and dequantized in the graph (fake quantization): the arithmetic is
+still fp32. `QuantizedLayer.describe()` says so, and every result carries it (issue 4 lowers real
+low-precision arithmetic).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autocomp.compress.layers import SEARCHABLE_TYPES
+from autocomp.plan import CompressionPlan
+
+CALIB_BATCH = 128
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """What one layer is in the compiled artifact."""
+
+    name: str
+    weight_dtype: str  # float32 | float16 | int8 | int4x2 | int2x4 (values per byte after 'x')
+    activation_dtype: str  # float32 | float16 | uint8
+    compute: str  # "float32" or "float32 (simulated <dtype>)"
+
+
+def pack_bits(q: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack signed `bits`-bit integers, (8 // bits) per uint8, little end first."""
+    per = 8 // bits
+    u = (q.flatten().to(torch.int32) + (1 << (bits - 1)))
+    pad = (-u.numel()) % per
+    u = torch.cat([u, torch.zeros(pad, dtype=torch.int32)]).reshape(-1, per)
+    shifts = torch.tensor([1 << (bits * j) for j in range(per)], dtype=torch.int32)
+    return (u * shifts).sum(dim=1).to(torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
+    """Inverse of pack_bits, written with ops TVM's torch importer knows (no shifts or masks)."""
+    per = 8 // bits
+    p = packed.to(torch.int32)
+    parts = []
+    for j in range(per):
+        shifted = torch.div(p, 1 << (bits * j), rounding_mode="floor")
+        parts.append(shifted - torch.div(shifted, 1 << bits, rounding_mode="floor") * (1 << bits))
+    u = torch.stack(parts, dim=1).reshape(-1)[:numel]
+    return u - (1 << (bits - 1))
+
+
+class QuantizedLayer(nn.Module):
+    """A Conv2d or Linear whose weight is stored quantized and whose input is fake-quantized."""
+
+    def __init__(self, layer: nn.Module, name: str, w_bits: int, a_bits: int,
+                 a_range: tuple[float, float] | None) -> None:
+        super().__init__()
+        self.layer_name, self.w_bits, self.a_bits = name, w_bits, a_bits
+        self.is_conv = isinstance(layer, nn.Conv2d)
+        if self.is_conv:
+            self.conv_args = (layer.stride, layer.padding, layer.dilation, layer.groups)
+        w = layer.weight.detach().float()
+        self.weight_shape = tuple(w.shape)
+        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        if w_bits == 32:
+            self.weight = nn.Parameter(w.clone(), requires_grad=False)
+        elif w_bits == 16:
+            self.weight = nn.Parameter(w.half(), requires_grad=False)
+        else:
+            qmax = (1 << (w_bits - 1)) - 1
+            amax = w.abs().reshape(w.shape[0], -1).amax(dim=1).clamp(min=1e-12)
+            scale = (amax / qmax).reshape(-1, *([1] * (w.dim() - 1)))
+            q = torch.clamp(torch.round(w / scale), -qmax, qmax)
+            stored = q.to(torch.int8) if w_bits == 8 else pack_bits(q, w_bits)
+            self.weight = nn.Parameter(stored, requires_grad=False)
+            self.weight_scale = nn.Parameter(scale, requires_grad=False)
+        self.a_scale = self.a_zero = 0.0
+        if a_bits == 8:
+            lo, hi = a_range if a_range is not None else (0.0, 1.0)
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            self.a_scale = max(hi - lo, 1e-8) / 255.0
+            self.a_zero = float(round(-lo / self.a_scale))
+
+    def dequantized_weight(self) -> torch.Tensor:
+        if self.w_bits == 32:
+            return self.weight
+        if self.w_bits == 16:
+            return self.weight.to(torch.float32)
+        numel = 1
+        for d in self.weight_shape:
+            numel *= d
+        q = self.weight if self.w_bits == 8 else unpack_bits(self.weight, self.w_bits, numel)
+        return q.to(torch.float32).reshape(self.weight_shape) * self.weight_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.a_bits == 8:
+            q = torch.clamp(torch.round(x / self.a_scale) + self.a_zero, 0.0, 255.0)
+            x = (q - self.a_zero) * self.a_scale
+        elif self.a_bits == 16:
+            x = x.to(torch.float16).to(torch.float32)
+        w = self.dequantized_weight()
+        if self.is_conv:
+            stride, padding, dilation, groups = self.conv_args
+            return F.conv2d(x, w, self.bias, stride, padding, dilation, groups)
+        return F.linear(x, w, self.bias)
+
+    def describe(self) -> LayerPrecision:
+        wd = {32: "float32", 16: "float16", 8: "int8"}.get(self.w_bits, f"int{self.w_bits}x{8 // self.w_bits}")
+        ad = {32: "float32", 16: "float16", 8: "uint8"}[self.a_bits]
+        simulated = [d for d in (wd, ad) if d != "float32"]
+        compute = "float32" if not simulated else f"float32 (simulated {'/'.join(simulated)})"
+        return LayerPrecision(self.layer_name, wd, ad, compute)
+
+
+def calibrate_input_ranges(model: nn.Module, names: list[str], data: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """Min / max of each named layer's input over the calibration data."""
+    ranges: dict[str, tuple[float, float]] = {}
+    modules = dict(model.named_modules())
+
+    def hook(name: str):
+        def record(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0]
+            lo, hi = float(x.min()), float(x.max())
+            old = ranges.get(name, (lo, hi))
+            ranges[name] = (min(old[0], lo), max(old[1], hi))
+        return record
+
+    handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            for i in range(0, len(data), CALIB_BATCH):
+                model(data[i : i + CALIB_BATCH])
+    finally:
+        for h in handles:
+            h.remove()
+    return ranges
+
+
+def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor) -> nn.Module:
+    """A copy of `model` with every planned layer replaced by a QuantizedLayer."""
+    model = copy.deepcopy(model).eval()
+    modules = dict(model.named_modules())
+    todo = [lp for lp in plan.layers if (lp.w_bits, lp.a_bits) != (32, 32)]
+    for lp in todo:
+        if lp.name not in modules or not isinstance(modules[lp.name], SEARCHABLE_TYPES):
+            raise ValueError(f"plan names layer {lp.name!r}, which is not a Conv2d/Linear of this model")
+    need_ranges = [lp.name for lp in todo if lp.a_bits == 8]
+    ranges = calibrate_input_ranges(model, need_ranges, calib_data) if need_ranges else {}
+    for lp in todo:
+        parent_name, _, attr = lp.name.rpartition(".")
+        parent = modules[parent_name] if parent_name else model
+        setattr(parent, attr, QuantizedLayer(modules[lp.name], lp.name, lp.w_bits, lp.a_bits, ranges.get(lp.name)))
+    return model
+
+
+def layer_precisions(model: nn.Module, names: list[str]) -> list[LayerPrecision]:
+    """Per searchable layer, what the compiled artifact stores and computes."""
+    modules = dict(model.named_modules())
+    out = []
+    for n in names:
+        m = modules.get(n)
+        out.append(m.describe() if isinstance(m, QuantizedLayer) else LayerPrecision(n, "float32", "float32", "float32"))
+    return out

@@ -1,0 +1,15 @@
+"""The one exception type a user is meant to read.
+
+Anything raised as `UserError` is printed by the CLI as a single line and exits with code 2; every
+other exception is a bug in autocomp and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input: the message names what is wrong and how to fix it."""
+
+
+class CandidateError(Exception):
+    """One candidate could not be compressed, compiled or measured; the search goes on."""

@@ -1,0 +1,62 @@
+"""What CPU this process runs on.
+
+Machines of one kind differ (AVX2-only vs AVX-512 + VNNI), so the `host` profile is resolved here at
+run time and every result and benchmark records the CPU it came from.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from dataclasses import asdict, dataclass
+
+_INTERESTING = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+                "avx512_bf16", "asimd", "asimddp", "sve")
+
+
+@dataclass(frozen=True)
+class HostCPU:
+    model: str
+    machine: str
+    cores: int
+    llvm_cpu: str
+    features: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["features"] = list(self.features)
+        return d
+
+    def describe(self) -> str:
+        return f"{self.model} ({self.machine}, {self.cores} cores, llvm cpu {self.llvm_cpu}, {' '.join(self.features)})"
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+@functools.lru_cache(maxsize=1)
+def detect() -> HostCPU:
+    """Detect the host CPU; imports tvm for LLVM's name of it (the name its codegen tunes for)."""
+    import tvm.target.codegen as codegen
+
+    model, flags = _cpuinfo()
+    llvm_cpu = str(codegen.llvm_get_system_cpu())
+    if not codegen.llvm_is_valid_cpu(llvm_cpu, codegen.llvm_get_system_triple()):
+        llvm_cpu = "generic"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    features = tuple(f for f in _INTERESTING if f in flags)
+    return HostCPU(model, platform.machine(), cores, llvm_cpu, features)

@@ -1,0 +1,1 @@
+"""Measuring a compiled candidate: latency on the device, memory from the artifact."""

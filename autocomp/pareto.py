@@ -1,0 +1,106 @@
+"""The feasible Pareto front of a study, and its points as plain records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autocomp.plan import CompressionPlan
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    trial: int
+    plan_label: str
+    plan: dict[str, Any]
+    latency_ms: float
+    latency_p10_ms: float
+    latency_p90_ms: float
+    memory_bytes: int
+    param_bytes: int
+    arena_bytes: int
+    accuracy: float  # of the compiled artifact
+    accuracy_sim: float
+    compute: str
+    measured_on: str
+    device: str
+    estimated: bool
+
+    @classmethod
+    def from_trial(cls, trial: Any) -> FrontPoint:
+        r = trial.user_attrs["result"]
+        return cls(
+            trial=trial.number, plan_label=r["plan_label"], plan=trial.user_attrs["plan"],
+            latency_ms=r["latency_ms"], latency_p10_ms=r["latency_p10_ms"], latency_p90_ms=r["latency_p90_ms"],
+            memory_bytes=r["memory_bytes"], param_bytes=r["param_bytes"], arena_bytes=r["arena_bytes"],
+            accuracy=r["accuracy_compiled"], accuracy_sim=r["accuracy_sim"], compute=r["compute"],
+            measured_on=r["measured_on"], device=r["device"], estimated=r["measured_on"] == "estimate",
+        )
+
+    def to_json(self, baseline: FrontPoint | None) -> dict[str, Any]:
+        d = asdict(self)
+        if baseline is not None:
+            d.update(
+                baseline_trial=baseline.trial,
+                baseline_latency_ms=baseline.latency_ms,
+                baseline_memory_bytes=baseline.memory_bytes,
+                baseline_param_bytes=baseline.param_bytes,
+                baseline_accuracy=baseline.accuracy,
+                speedup=baseline.latency_ms / self.latency_ms,
+                memory_ratio=self.memory_bytes / baseline.memory_bytes,
+                accuracy_drop=baseline.accuracy - self.accuracy,
+            )
+        return d
+
+
+def _complete(study: Any) -> list[Any]:
+    import optuna
+
+    return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "result" in t.user_attrs]
+
+
+def feasible(trial: Any) -> bool:
+    """All constraints satisfied; a trial without constraints (failed before measuring) is not."""
+    constraints = trial.constraints
+    return bool(constraints) and all(v <= 0 for v in constraints.values())
+
+
+def front(study: Any) -> list[FrontPoint]:
+    """Feasible, non-dominated trials (Optuna's constrained best_trials), fastest first.
+
+    A reused trial (same plan as an earlier one) is shown once, under the first trial that measured it.
+    """
+    seen: set[str] = set()
+    points = []
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        if "result" not in t.user_attrs or not feasible(t):
+            continue
+        key = t.user_attrs["result"]["plan_key"]
+        if key in seen:
+            continue
+        seen.add(key)
+        points.append(FrontPoint.from_trial(t))
+    return sorted(points, key=lambda p: (p.latency_ms, p.memory_bytes))
+
+
+def baseline(study: Any) -> FrontPoint | None:
+    """The fp32 trial: the reference for speedups and memory ratios."""
+    for t in _complete(study):
+        plan = CompressionPlan.from_dict(t.user_attrs["plan"])
+        if all(lp.w_bits == 32 and lp.a_bits == 32 and lp.prune == 0 for lp in plan.layers):
+            return FrontPoint.from_trial(t)
+    return None
+
+
+def find_trial(study: Any, number: int) -> Any:
+    from autocomp.errors import UserError
+
+    for t in _complete(study):
+        if t.number == number:
+            return t
+    done = [t.number for t in _complete(study)]
+    raise UserError(
+        f"trial {number} of study '{study.study_name}' has no completed measurement; "
+        f"completed trials: {', '.join(map(str, done)) or 'none'} (see 'autocomp front')"
+    )

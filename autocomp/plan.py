@@ -1,0 +1,118 @@
+"""CompressionPlan: what to do to each searchable layer, as plain data.
+
+A plan is saved in trial attributes and manifests, so it carries `_type` and `_version` and loads only
+what it knows (the torchao config shape, see shared/STYLE.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from autocomp.errors import UserError
+
+W_BITS_ALLOWED = (2, 4, 8, 16, 32)
+A_BITS_ALLOWED = (8, 16, 32)
+MAX_PRUNE = 0.9
+_TYPE = "autocomp.CompressionPlan"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Weight bits, activation (input) bits and the output-channel prune ratio of one layer."""
+
+    name: str
+    w_bits: int = 32
+    a_bits: int = 32
+    prune: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.w_bits not in W_BITS_ALLOWED:
+            raise UserError(f"layer {self.name!r}: w_bits={self.w_bits} is not one of {W_BITS_ALLOWED}")
+        if self.a_bits not in A_BITS_ALLOWED:
+            raise UserError(f"layer {self.name!r}: a_bits={self.a_bits} is not one of {A_BITS_ALLOWED}")
+        if not 0.0 <= self.prune <= MAX_PRUNE:
+            raise UserError(f"layer {self.name!r}: prune={self.prune} is outside [0, {MAX_PRUNE}]")
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """Ordered per-layer plans; layers not listed stay fp32 and unpruned."""
+
+    layers: tuple[LayerPlan, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def uniform(
+        cls,
+        names: Iterable[str],
+        w_bits: int = 32,
+        a_bits: int = 32,
+        prune: float = 0.0,
+        prunable: Iterable[str] = (),
+    ) -> CompressionPlan:
+        """The same settings on every layer; prune applies only to the prunable ones."""
+        can_prune = set(prunable)
+        return cls(
+            tuple(
+                LayerPlan(n, w_bits, a_bits, prune if n in can_prune else 0.0) for n in names
+            )
+        )
+
+    def layer(self, name: str) -> LayerPlan:
+        for lp in self.layers:
+            if lp.name == name:
+                return lp
+        return LayerPlan(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "_type": _TYPE,
+            "_version": _VERSION,
+            "layers": [
+                {"name": lp.name, "w_bits": lp.w_bits, "a_bits": lp.a_bits, "prune": lp.prune}
+                for lp in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CompressionPlan:
+        if not isinstance(data, dict) or data.get("_type") != _TYPE:
+            raise UserError(f"not a compression plan: expected a JSON object with _type={_TYPE!r}")
+        if data.get("_version") != _VERSION:
+            raise UserError(
+                f"compression plan version {data.get('_version')!r} is not supported "
+                f"(this autocomp reads version {_VERSION})"
+            )
+        try:
+            return cls(
+                tuple(
+                    LayerPlan(str(d["name"]), int(d["w_bits"]), int(d["a_bits"]), float(d["prune"]))
+                    for d in data["layers"]
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"malformed compression plan: {exc!r}") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def key(self) -> str:
+        """A stable content hash: equal plans share compiled artifacts and measurements."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def summary(self) -> str:
+        """A short human label, e.g. 'w8a8' or 'mixed w4-32 a8-32 p0-0.5'."""
+        if not self.layers:
+            return "fp32"
+        ws = sorted({lp.w_bits for lp in self.layers})
+        as_ = sorted({lp.a_bits for lp in self.layers})
+        ps = sorted({lp.prune for lp in self.layers})
+        w = f"w{ws[0]}" if len(ws) == 1 else f"w{ws[0]}-{ws[-1]}"
+        a = f"a{as_[0]}" if len(as_) == 1 else f"a{as_[0]}-{as_[-1]}"
+        text = "fp32" if w == "w32" and a == "a32" else f"{w}{a}"
+        if ps != [0.0]:
+            text += f" p{ps[-1]:g}" if len(ps) == 1 else f" p{ps[0]:g}-{ps[-1]:g}"
+        return text

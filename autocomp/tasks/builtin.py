@@ -1,0 +1,185 @@
+"""The bundled reference tasks, on data available offline, trained once and cached.
+
+`fashion-mnist` reads Debian's dataset-fashion-mnist package; `digits` uses scikit-learn's bundled
+8x8 digits and trains in seconds, for fast tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from autocomp.errors import UserError
+from autocomp.paths import cache_dir
+from autocomp.tasks.base import Task
+
+FASHION_DIR = Path(os.environ.get("AUTOCOMP_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
+SEED = 0
+_ARCH_VERSION = 1  # bump when a model definition or its training recipe changes
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class FashionNet(nn.Module):
+    """A small VGG-style CNN for 1x28x28 inputs: 32-128 channels, ~22 MFLOP per image."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(1, 32),
+            conv_bn_relu(32, 32, stride=2),
+            conv_bn_relu(32, 64),
+            conv_bn_relu(64, 64, stride=2),
+            conv_bn_relu(64, 128),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class DigitsNet(nn.Module):
+    """A tiny CNN for scikit-learn's 1x8x8 digits."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(conv_bn_relu(1, 16), conv_bn_relu(16, 32, stride=2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzip), the format MNIST-style datasets ship in."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_fashion(directory: Path = FASHION_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    missing = [n for n in names if not (directory / n).is_file()]
+    if missing:
+        raise UserError(
+            f"Fashion-MNIST not found in {directory} (missing {missing[0]}); install it with "
+            "'apt-get install dataset-fashion-mnist' or set AUTOCOMP_FASHION_DIR"
+        )
+    xtr, ytr, xte, yte = (_read_idx(directory / n) for n in names)
+    return xtr, ytr, xte, yte
+
+
+def _normalise(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    return ((x - 0.5) / 0.5).unsqueeze(1)
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
+                     batch_size: int = 128) -> nn.Module:
+    """Adam with a one-cycle schedule; deterministic for a fixed seed and thread count."""
+    torch.manual_seed(SEED)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(SEED)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = order[i : i + batch_size]
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def cached_model(key: str, make: type[nn.Module], train: callable) -> nn.Module:  # type: ignore[valid-type]
+    """Train once per recipe, then load from the user cache; written atomically."""
+    path = cache_dir() / "models" / f"{key}.pt"
+    model = make()
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    torch.manual_seed(SEED)
+    model = make()
+    t0 = time.perf_counter()
+    print(f"autocomp: training the reference model {key} once (cached in {path.parent}) ...", flush=True)
+    train(model)
+    print(f"autocomp: trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model.eval()
+
+
+def _recipe_key(name: str, *parts: object) -> str:
+    text = "|".join(str(p) for p in (name, _ARCH_VERSION, SEED, torch.__version__.split("+")[0], *parts))
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def fashion_mnist(eval_samples: int = 1000, calib_samples: int = 512, epochs: int = 2) -> Task:
+    """Fashion-MNIST: train on 50k training images, calibrate on 512 others, evaluate on the test set."""
+    xtr, ytr, xte, yte = load_fashion()
+    n_train = 50000
+    x_train, y_train = _normalise(xtr[:n_train]), torch.from_numpy(ytr[:n_train].astype(np.int64))
+    calib = _normalise(xtr[n_train : n_train + calib_samples])
+    x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))
+    key = _recipe_key("fashion-mnist", n_train, epochs)
+    model = cached_model(key, FashionNet, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
+    return Task(
+        name="fashion-mnist",
+        build_model=lambda: cached_model(key, FashionNet, lambda m: None),
+        example_input=x_eval[:1].clone(),
+        calib_data=calib,
+        eval_inputs=x_eval,
+        eval_targets=y_eval,
+        description=f"Fashion-MNIST, FashionNet ({sum(p.numel() for p in model.parameters())} params), "
+        f"{eval_samples} test images",
+    )
+
+
+def digits(eval_samples: int = 300) -> Task:
+    """scikit-learn's 8x8 digits: 1797 images; split train / calibration / evaluation."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.from_numpy((data.images.astype(np.float32) / 16.0 - 0.5) / 0.5).unsqueeze(1)
+    y = torch.from_numpy(data.target.astype(np.int64))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SEED))
+    x, y = x[order], y[order]
+    n_eval, n_calib = eval_samples, 128
+    x_eval, y_eval = x[:n_eval], y[:n_eval]
+    calib = x[n_eval : n_eval + n_calib]
+    x_train, y_train = x[n_eval + n_calib :], y[n_eval + n_calib :]
+    key = _recipe_key("digits", len(x_train), 30)
+    cached_model(key, DigitsNet, lambda m: train_classifier(m, x_train, y_train, 30, 1e-2, 64))
+    return Task(
+        name="digits",
+        build_model=lambda: cached_model(key, DigitsNet, lambda m: None),
+        example_input=x_eval[:1].clone(),
+        calib_data=calib,
+        eval_inputs=x_eval,
+        eval_targets=y_eval,
+        description=f"scikit-learn digits 8x8, DigitsNet, {eval_samples} held-out images",
+    )
