@@ -21,9 +21,13 @@ from autocomp.profiles import DeviceProfile
 
 @dataclass
 class BuildResult:
+    """A compiled candidate. param_bytes counts the runtime parameters *and* the constants the
+    compiler embedded in the library (e.g. BatchNorm statistics): both are stored model bytes."""
+
     executable: Any  # tvm.relax.Executable
     params: tuple[np.ndarray, ...]
     param_bytes: int
+    const_bytes: int
     arena_bytes: int
     target: dict[str, Any]
     compile_s: float
@@ -52,6 +56,29 @@ def _storage_bytes(func: Any) -> int:
     return total
 
 
+def _constant_bytes(mod: Any) -> int:
+    """Bytes of the tensor constants left in the Relax functions (they are linked into the library)."""
+    import tvm
+    from tvm import relax
+
+    found: list[Any] = []
+
+    def walk(expr: Any) -> None:
+        if isinstance(expr, tvm.ir.expr.Constant) and hasattr(getattr(expr, "value", None), "numpy"):
+            if not any(expr.same_as(f) for f in found):
+                found.append(expr)
+        else:  # calls and tuples (duck-typed: TVM 0.27 has both relax.* and ir.* node classes)
+            for child in [*getattr(expr, "args", ()), *getattr(expr, "fields", ())]:
+                walk(child)
+
+    for _gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            for block in func.body.blocks:
+                for binding in block.bindings:
+                    walk(binding.value)
+    return int(sum(c.value.numpy().nbytes for c in found))
+
+
 def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
     import tvm
     from tvm import relax
@@ -76,6 +103,7 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
                 ]
             )(lowered.mod)
             arena = _storage_bytes(planned["main"])
+            consts = _constant_bytes(planned)
             final = tvm.transform.Sequential(cpu.finalize_passes(target)[1:])(planned)
         executable = tvm.compile(final, target=target, relax_pipeline=None)
     except Exception as exc:
@@ -83,7 +111,8 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
     return BuildResult(
         executable=executable,
         params=lowered.params,
-        param_bytes=int(sum(p.nbytes for p in lowered.params)),
+        param_bytes=int(sum(p.nbytes for p in lowered.params)) + consts,
+        const_bytes=consts,
         arena_bytes=arena,
         target=target_dict,
         compile_s=time.perf_counter() - t0,

@@ -67,9 +67,11 @@ class DeviceProfile:
         import tvm
 
         target = self.resolved_target()
-        if self.host:
-            return tvm.target.Target(target, host=self.host)
-        return tvm.target.Target(target)
+        try:
+            return tvm.target.Target(target, host=self.host) if self.host else tvm.target.Target(target)
+        except Exception as exc:  # TVM raises ValueError / TVMError for unknown keys or kinds
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"device profile {self.source}: TVM rejects its target {target}: {first}") from exc
 
 
 def _search_dirs() -> list[Path]:

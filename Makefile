@@ -1,0 +1,37 @@
+# The two commands of the README:
+#   make demo   set up, then run the demo search (built-in task, host device, SQLite in runs/)
+#   make test   set up, then run the whole test suite (.ci/run calls exactly this)
+# Setup is idempotent: a venv in .venv with autocomp installed, and Debian's dataset-fashion-mnist.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+
+.PHONY: setup demo test dataset clean
+
+setup: $(VENV)/.installed dataset
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+dataset:
+	@if [ ! -f $(FASHION) ] && [ -z "$$AUTOCOMP_FASHION_DIR" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	  else \
+	    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (or set AUTOCOMP_FASHION_DIR)"; exit 1; \
+	  fi; \
+	fi
+
+demo: setup
+	$(BIN)/autocomp search --device host --trials 24 --max-accuracy-drop 0.01
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,63 @@
+import torch
+from torch import nn
+
+from autocomp.compress.layers import output_layers, searchable_layers
+from autocomp.compress.prune import prunable_layers, prune
+from autocomp.tasks.builtin import FashionNet
+
+
+def _net():
+    torch.manual_seed(0)
+    return FashionNet().eval()
+
+
+def test_output_layer_is_protected_and_not_prunable():
+    model, x = _net(), torch.randn(1, 1, 28, 28)
+    assert output_layers(model, x) == ["classifier"]
+    roots = prunable_layers(model, x, ["classifier"])
+    assert "classifier" not in roots
+    assert roots == [n for n in searchable_layers(model) if n != "classifier"]
+
+
+def test_channels_are_physically_removed_in_multiples_of_8():
+    model, x = _net(), torch.randn(1, 1, 28, 28)
+    pruned = prune(model, x, {"features.1.0": 0.25, "features.4.0": 0.5}, ["classifier"])
+    mods = dict(pruned.named_modules())
+    assert mods["features.1.0"].out_channels == 24  # 32 * 0.75
+    assert mods["features.1.1"].num_features == 24  # its BatchNorm follows
+    assert mods["features.2.0"].in_channels == 24  # the next conv loses matching inputs
+    assert mods["features.4.0"].out_channels == 64
+    assert mods["classifier"].in_features == 64 and mods["classifier"].out_features == 10
+    assert pruned(x).shape == (1, 10)
+    n_before = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in pruned.parameters()) < n_before
+    # the original is untouched
+    assert dict(model.named_modules())["features.1.0"].out_channels == 32
+
+
+def test_zero_ratios_return_an_equal_copy():
+    model, x = _net(), torch.randn(2, 1, 28, 28)
+    same = prune(model, x[:1], {"features.0.0": 0.0}, ["classifier"])
+    assert same is not model
+    assert torch.equal(same(x), model(x))
+
+
+def test_pruning_follows_coupled_residual_channels():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 16, 3, padding=1)
+            self.b = nn.Conv2d(16, 16, 3, padding=1)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x):
+            y = self.a(x)
+            y = y + self.b(y)
+            return self.head(y.mean((2, 3)))
+
+    model, x = Res().eval(), torch.randn(1, 3, 8, 8)
+    roots = prunable_layers(model, x, ["head"])
+    assert len(roots) == 1  # a and b are one group: they share a ratio
+    pruned = prune(model, x, {roots[0]: 0.5}, ["head"])
+    assert pruned.a.out_channels == pruned.b.out_channels == 8
+    assert pruned(x).shape == (1, 4)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the small digits task on the real host profile."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+
+
+@pytest.fixture(scope="session")
+def digits_task():
+    from autocomp.tasks import load_task
+
+    return load_task("digits")
+
+
+@pytest.fixture(scope="session")
+def host():
+    from autocomp.profiles import load_profile
+
+    return load_profile("host")
+
+
+@pytest.fixture(scope="session")
+def digits_ctx(digits_task, host):
+    from autocomp.candidate import prepare
+
+    return prepare(digits_task, host)
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'study.db'}"
