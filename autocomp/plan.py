@@ -104,15 +104,15 @@ class CompressionPlan:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     def summary(self) -> str:
-        """A short human label, e.g. 'w8a8' or 'mixed w4-32 a8-32 p0-0.5'."""
+        """A short human label, e.g. 'w8a8' or 'w4-32a8-32 p0.25-0.5'."""
         if not self.layers:
             return "fp32"
         ws = sorted({lp.w_bits for lp in self.layers})
         as_ = sorted({lp.a_bits for lp in self.layers})
-        ps = sorted({lp.prune for lp in self.layers})
+        ps = sorted({lp.prune for lp in self.layers if lp.prune > 0})
         w = f"w{ws[0]}" if len(ws) == 1 else f"w{ws[0]}-{ws[-1]}"
         a = f"a{as_[0]}" if len(as_) == 1 else f"a{as_[0]}-{as_[-1]}"
         text = "fp32" if w == "w32" and a == "a32" else f"{w}{a}"
-        if ps != [0.0]:
-            text += f" p{ps[-1]:g}" if len(ps) == 1 else f" p{ps[0]:g}-{ps[-1]:g}"
+        if ps:  # the ratios of the pruned layers; the others keep every channel
+            text += f" p{ps[0]:g}" if len(ps) == 1 else f" p{ps[0]:g}-{ps[-1]:g}"
         return text

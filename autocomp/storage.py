@@ -17,10 +17,9 @@ def default_storage() -> str:
 
 def normalise(storage: str | None, create: bool) -> str:
     """A storage URL; a bare path means a SQLite file. Problems are one-line UserErrors."""
+    default = not storage
     if not storage:
         storage = default_storage()
-        if create:
-            runs_dir().mkdir(parents=True, exist_ok=True)
     elif "://" not in storage:
         storage = f"sqlite:///{Path(storage)}"
     if storage.startswith("sqlite:///"):
@@ -37,14 +36,17 @@ def normalise(storage: str | None, create: bool) -> str:
                 raise UserError(f"storage {path} is not a SQLite database; give another path with --storage")
         elif not create:
             raise UserError(f"storage {path} does not exist; run 'autocomp search' first or pass --storage")
-        elif not path.parent.is_dir():
+        elif not path.parent.is_dir() and not default:
             raise UserError(f"storage directory {path.parent} does not exist; create it or pass another --storage")
     return storage
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, create: bool = False) -> Any:
+    """Open (with create: and make the default runs/ directory); call only once inputs are checked."""
     import optuna
 
+    if create and url == default_storage():
+        runs_dir().mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as exc:  # sqlalchemy raises many types; the user needs one line

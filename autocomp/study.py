@@ -6,6 +6,7 @@ attributes, so a killed search loses only the trial in flight and rerunning the 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -73,7 +74,7 @@ def make_sampler(seed: int) -> Any:
 
 
 def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float) -> dict[str, Any]:
-    return {
+    settings = {
         "version": STUDY_VERSION,
         "task": task_name,
         "task_spec": cfg.task or task_name,
@@ -83,6 +84,7 @@ def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: f
         "space": space.to_dict(),
         "objectives": list(OBJECTIVES),
     }
+    return json.loads(json.dumps(settings))  # as it reads back from storage (tuples become lists)
 
 
 def _check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -162,7 +164,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     wanted = _settings(cfg, task.name, space, baseline)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = storage_mod.open_storage(url)
+    storage = storage_mod.open_storage(url, create=True)
     try:
         study = optuna.create_study(
             study_name=study_name, storage=storage, directions=list(DIRECTIONS),

@@ -17,7 +17,7 @@ def test_json_round_trip_and_stable_key():
 def test_uniform_prunes_only_prunable_layers():
     plan = CompressionPlan.uniform(["a", "b"], 8, 8, 0.25, prunable=["a"])
     assert [lp.prune for lp in plan.layers] == [0.25, 0.0]
-    assert plan.summary() == "w8a8 p0-0.25"
+    assert plan.summary() == "w8a8 p0.25"
     assert CompressionPlan.uniform(["a"]).summary() == "fp32"
 
 

@@ -1,0 +1,74 @@
+"""The command line as a user meets it: one-line errors with exit 2, help everywhere, JSON contracts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def autocomp(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "autocomp", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("command", [[], ["devices"], ["search"], ["front"], ["export"]])
+def test_help_on_every_command(command):
+    r = autocomp(*command, "--help")
+    assert r.returncode == 0 and "usage: autocomp" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--device", "nope"], "unknown device 'nope'"),
+        (["search", "--task", "nope"], "unknown task 'nope'"),
+        (["search", "--trials", "0"], "--trials must be at least 1"),
+        (["search", "--task", "digits", "--storage", "/nonexistent/dir/s.db"], "storage directory /nonexistent/dir does not exist"),
+        (["search", "--device", "rpi4"], "RPC tracker"),
+        (["front", "--study", "x", "--storage", "/nonexistent.db"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    r = autocomp(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autocomp: error: ") and message in lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+def test_unreadable_storage_is_refused(tmp_path):
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("hello")
+    r = autocomp("search", "--task", "digits", "--storage", str(bad), cwd=tmp_path)
+    assert r.returncode == 2 and "is not a SQLite database" in r.stderr
+    assert bad.read_text() == "hello"
+
+
+def test_devices_lists_profiles_with_targets():
+    r = autocomp("devices", "--json")
+    assert r.returncode == 0
+    devices = {d["name"]: d for d in json.loads(r.stdout)}
+    assert devices["host"]["measure"] == "local" and devices["host"]["target"]["mcpu"] != "detect"
+    assert devices["rpi4"]["rpc_key"] == "rpi4"
+    table = autocomp("devices")
+    assert "host CPU:" in table.stdout and "rpi4" in table.stdout
+
+
+def test_search_front_export_on_digits(tmp_path):
+    db = str(tmp_path / "s.db")
+    r = autocomp("search", "--task", "digits", "--trials", "3", "--storage", db, "--max-accuracy-drop", "0.05", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "feasible Pareto front of 'digits@host'" in r.stdout
+    front = json.loads(autocomp("front", "--study", "digits@host", "--storage", db, "--json").stdout)
+    assert front and all(p["accuracy_drop"] <= 0.05 + 1e-9 for p in front)
+    for p in front:
+        assert {"trial", "latency_ms", "memory_bytes", "accuracy", "plan", "baseline_latency_ms",
+                "baseline_memory_bytes", "baseline_accuracy", "speedup"} <= set(p)
+    out = tmp_path / "out"
+    r = autocomp("export", "--study", "digits@host", "--storage", db, "--trial", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    again = autocomp("export", "--study", "digits@host", "--storage", db, "--trial", "1", "--out", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    missing = autocomp("export", "--study", "digits@host", "--storage", db, "--trial", "99", "--out", str(tmp_path / "o2"))
+    assert missing.returncode == 2 and "trial 99" in missing.stderr and not (tmp_path / "o2").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers

@@ -1,0 +1,94 @@
+"""The study on real components: the digits task, the host device, a SQLite file."""
+
+import optuna
+import pytest
+
+from autocomp import study as study_mod
+from autocomp.errors import CandidateError, UserError
+from autocomp.study import SearchConfig, load_study, run_search
+
+
+def cfg(url, **kw):
+    return SearchConfig(task="digits", device="host", storage=url, study="s", **kw)
+
+
+def test_baselines_run_first_and_every_trial_stores_plan_and_result(sqlite_url):
+    out = run_search(cfg(sqlite_url, trials=4, max_accuracy_drop=0.05))
+    assert (out.trials_run, out.trials_total, out.failed) == (4, 4, 0)
+    study = load_study("s", sqlite_url)
+    trials = study.get_trials()
+    labels = [t.user_attrs["result"]["plan_label"] for t in trials[:3]]
+    assert labels == ["fp32", "w8a8", "w8a8 p0.25"]
+    settings = study.user_attrs["autocomp"]
+    assert settings["task"] == "digits" and settings["device"] == "host"
+    for t in trials:
+        r = t.user_attrs["result"]
+        assert t.values == [r["latency_ms"], r["memory_bytes"], r["accuracy_compiled"]]
+        assert r["latency_ms"] > 0 and r["param_bytes"] > 0 and r["arena_bytes"] > 0
+        assert r["measured_on"] == "local" and r["host_cpu"]["llvm_cpu"]
+        assert set(t.constraints) == {"accuracy_drop"}
+        assert t.constraints["accuracy_drop"] == pytest.approx(
+            settings["baseline_accuracy"] - r["accuracy_compiled"] - 0.05, abs=1e-6)
+    assert trials[0].user_attrs["result"]["compute"] == "native"
+    assert trials[1].user_attrs["result"]["compute"] == "simulated"
+
+
+def test_interrupted_search_keeps_completed_trials_and_resumes(sqlite_url):
+    def stop_after_two(done, total, trial):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg(sqlite_url, trials=5), on_trial=stop_after_two)
+    study = load_study("s", sqlite_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2
+    out = run_search(cfg(sqlite_url, trials=2))
+    assert out.trials_run == 2
+    study = load_study("s", sqlite_url)
+    labels = [t.user_attrs["result"]["plan_label"] for t in study.trials if "result" in t.user_attrs]
+    assert labels[:3] == ["fp32", "w8a8", "w8a8 p0.25"]  # the waiting baseline ran, none was enqueued twice
+    assert labels.count("fp32") == 1 or "reused_from_trial" in study.trials[labels.index("fp32", 1)].user_attrs
+
+
+def test_resuming_with_other_settings_is_refused(sqlite_url):
+    run_search(cfg(sqlite_url, trials=1))
+    with pytest.raises(UserError, match="max_accuracy_drop"):
+        run_search(cfg(sqlite_url, trials=1, max_accuracy_drop=0.05))
+    assert len(load_study("s", sqlite_url).trials) == 3  # nothing was added by the refused run
+
+
+def test_a_failing_candidate_is_recorded_and_the_search_goes_on(sqlite_url, monkeypatch):
+    import autocomp.candidate as candidate
+
+    real = candidate.evaluate_plan
+
+    def flaky(ctx, plan):
+        if plan.summary() == "w8a8":
+            raise CandidateError("TVM compile for host failed: injected")
+        return real(ctx, plan)
+
+    monkeypatch.setattr(candidate, "evaluate_plan", flaky)
+    out = run_search(cfg(sqlite_url, trials=3))
+    assert out.failed == 1
+    failed = [t for t in load_study("s", sqlite_url).trials if t.state == optuna.trial.TrialState.FAIL]
+    assert "injected" in failed[0].user_attrs["error"]
+
+
+@pytest.mark.parametrize("kw, message", [({"trials": 0}, "--trials"), ({"max_accuracy_drop": 2.0}, "max-accuracy-drop")])
+def test_bad_config_fails_before_touching_storage(tmp_path, kw, message):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(UserError, match=message):
+        run_search(cfg(url, **kw))
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_load_study_lists_what_exists(sqlite_url):
+    run_search(cfg(sqlite_url, trials=1))
+    with pytest.raises(UserError, match="studies there: s"):
+        load_study("other", sqlite_url)
+
+
+def test_default_study_name():
+    assert study_mod.default_study_name(None, "host") == "fashion-mnist@host"
+    assert study_mod.default_study_name("pkg.mod:fn", "rpi4") == "pkg.mod.fn@rpi4"
