@@ -48,11 +48,18 @@ def _redact(url: str) -> str:
     return url
 
 
+ONNX_OPSET = 17
+
+
 def export_onnx(model: Any, example_input: Any, path: Path) -> None:
+    """Integer layers become QuantizeLinear / DequantizeLinear around float Conv / Gemm (QDQ)."""
     import torch
 
+    from autocomp.lower import ops
+
+    ops.register_onnx_symbolics(ONNX_OPSET)
     with torch.no_grad():
-        torch.onnx.export(model, (example_input,), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(model, (example_input,), str(path), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 

@@ -63,7 +63,10 @@ class CandidateResult:
     memory_bytes: int  # param_bytes + arena_bytes: the search's memory objective
     accuracy_sim: float
     accuracy_compiled: float
-    compute: str  # "native" when every layer computes at its planned precision, else "simulated"
+    peak_rss_bytes: int | None  # None: not measured (a remote device)
+    runtime_rss_bytes: int | None  # of those, the TVM runtime's own share (Python + libtvm_runtime)
+    model_rss_bytes: int | None  # resident memory the loaded model and one inference added
+    compute: str  # "native" when no layer fake-quantizes (see LayerPrecision.compute), else "simulated"
     layers: list[dict[str, str]]
     target: dict[str, Any]
     host_cpu: dict[str, Any]
@@ -83,6 +86,7 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     from autocomp import evaluate
     from autocomp.build import build
     from autocomp.lower import lower
+    from autocomp.measure.memory import measure_peak_rss
     from autocomp.measure.runner import runner_for
 
     task, timings = ctx.task, {}
@@ -108,8 +112,12 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     acc_compiled = evaluate.accuracy_compiled(session.run, task)
     timings["evaluate"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    rss = measure_peak_rss(built, tuple(task.example_input.shape)) if ctx.profile.measure == "local" else None
+    timings["peak_rss"] = time.perf_counter() - t
+
     precisions = layer_precisions(model, ctx.layers)
-    native = all(p.compute == "float32" for p in precisions)
+    native = not any("simulated" in p.compute for p in precisions)
     result = CandidateResult(
         plan_key=plan.key(),
         plan_label=plan.summary(),
@@ -124,6 +132,9 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         memory_bytes=built.param_bytes + built.arena_bytes,
         accuracy_sim=acc_sim,
         accuracy_compiled=acc_compiled,
+        peak_rss_bytes=rss.peak_rss_bytes if rss else None,
+        runtime_rss_bytes=rss.runtime_rss_bytes if rss else None,
+        model_rss_bytes=rss.model_rss_bytes if rss else None,
         compute="native" if native else "simulated",
         layers=[asdict(p) for p in precisions],
         target=built.target,
@@ -131,6 +142,39 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
     return result, model, built
+
+
+UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32)}
+
+
+def resolve_plan(spec: str, ctx: Context) -> Any:
+    """A uniform plan by name, or a plan JSON file (a plan, a manifest or a front point holding one)."""
+    import json
+    from pathlib import Path
+
+    from autocomp.errors import UserError
+    from autocomp.plan import CompressionPlan
+
+    if spec in UNIFORM_PLANS:
+        return CompressionPlan.uniform(ctx.layers, *UNIFORM_PLANS[spec])
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"--plan {spec!r} is neither one of {', '.join(UNIFORM_PLANS)} nor a plan JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--plan {spec}: cannot read JSON ({exc})") from exc
+    if isinstance(data, dict) and "plan" in data:
+        data = data["plan"]
+    plan = CompressionPlan.from_dict(data)
+    unknown = [lp.name for lp in plan.layers if lp.name not in ctx.layers]
+    if unknown:
+        raise UserError(f"--plan {spec}: layer {unknown[0]!r} is not a searchable layer of task "
+                        f"{ctx.task.name} (its layers: {', '.join(ctx.layers)})")
+    bad = [lp.name for lp in plan.layers if lp.prune > 0 and lp.name not in ctx.prunable]
+    if bad:
+        raise UserError(f"--plan {spec}: layer {bad[0]!r} cannot be pruned (prunable: {', '.join(ctx.prunable)})")
+    return plan
 
 
 def fp32_accuracy(ctx: Context) -> float:

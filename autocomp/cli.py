@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from autocomp.errors import UserError
+from autocomp.errors import CandidateError, UserError
 
 
 def _console():
@@ -132,6 +132,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from autocomp.candidate import evaluate_plan, prepare, resolve_plan
+    from autocomp.profiles import load_profile
+    from autocomp.measure.runner import runner_for
+    from autocomp.tasks import load_task
+
+    profile = load_profile(args.device)
+    runner_for(profile)
+    ctx = prepare(load_task(args.task), profile)
+    plan = resolve_plan(args.plan, ctx)
+    result, _model, _built = evaluate_plan(ctx, plan)
+    data = result.to_dict() | {"plan": plan.to_dict(), "task": ctx.task.name, "estimated": result.measured_on == "estimate"}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    from autocomp import report
+
+    print(f"{plan.summary()} on {profile.name} ({result.measured_on}), task {ctx.task.name}")
+    print(f"  latency   {result.latency_ms:.3f} ms (p10 {result.latency_p10_ms:.3f}, p90 {result.latency_p90_ms:.3f}, {result.latency_samples} samples)")
+    print(f"  memory    params {report.kib(result.param_bytes)} KiB + arena {report.kib(result.arena_bytes)} KiB; "
+          f"process peak RSS {report.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
+          f"{report.kib(result.runtime_rss_bytes or 0)} KiB, model {report.kib(result.model_rss_bytes or 0)} KiB)")
+    print(f"  accuracy  compiled {result.accuracy_compiled:.4f}, torch simulation {result.accuracy_sim:.4f}")
+    for layer in result.layers:
+        print(f"    {layer['name']:24s} weights {layer['weight_dtype']:8s} input {layer['activation_dtype']:8s} {layer['compute']}")
+    return 0
+
+
 def _add_storage(p: argparse.ArgumentParser, study_required: bool) -> None:
     p.add_argument("--study", required=study_required, help="study name (default for search: TASK@DEVICE)")
     p.add_argument("--storage", help="Optuna storage URL or SQLite file path (default: runs/autocomp.db)")
@@ -156,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_storage(p, study_required=False)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("evaluate", help="compress, compile, measure and evaluate one plan",
+                       description="Run one plan through every stage, without a search.")
+    p.add_argument("--device", default="host", help="device profile name (default host)")
+    p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
+    p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16, w8, w4 (uniform), or a plan JSON file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("front", help="print a study's feasible Pareto front", description="Print the feasible non-dominated trials of a study.")
     _add_storage(p, study_required=True)
@@ -183,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"autocomp: error: {exc}", file=sys.stderr)
         return 2
+    except CandidateError as exc:
+        print(f"autocomp: candidate failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("autocomp: interrupted; completed trials are saved, rerun the same command to resume", file=sys.stderr)
         return 130

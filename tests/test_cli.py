@@ -72,3 +72,28 @@ def test_search_front_export_on_digits(tmp_path):
     missing = autocomp("export", "--study", "digits@host", "--storage", db, "--trial", "99", "--out", str(tmp_path / "o2"))
     assert missing.returncode == 2 and "trial 99" in missing.stderr and not (tmp_path / "o2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_evaluate_json_contract(tmp_path):
+    r = autocomp("evaluate", "--task", "digits", "--plan", "w4a8", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    for key in ("latency_ms", "param_bytes", "arena_bytes", "peak_rss_bytes", "accuracy_sim", "accuracy_compiled"):
+        assert isinstance(d[key], (int, float)) and d[key] > 0, key
+    assert [layer["weight_dtype"] for layer in d["layers"]] == ["int4x2"] * 3
+    assert d["layers"][0]["activation_dtype"] == "int8" and d["layers"][1]["activation_dtype"] == "uint8"
+    assert abs(d["accuracy_compiled"] - d["accuracy_sim"]) <= 0.005
+    # a plan file (here: the plan from that output) evaluates the same plan
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"plan": d["plan"]}))
+    again = json.loads(autocomp("evaluate", "--task", "digits", "--plan", str(plan_file), "--json").stdout)
+    assert again["plan_key"] == d["plan_key"] and again["accuracy_compiled"] == d["accuracy_compiled"]
+
+
+def test_evaluate_rejects_a_plan_for_another_model(tmp_path):
+    plan = {"_type": "autocomp.CompressionPlan", "_version": 1, "layers": [{"name": "nope", "w_bits": 8, "a_bits": 8, "prune": 0}]}
+    (tmp_path / "p.json").write_text(json.dumps(plan))
+    r = autocomp("evaluate", "--task", "digits", "--plan", str(tmp_path / "p.json"))
+    assert r.returncode == 2 and "'nope' is not a searchable layer" in r.stderr
+    r = autocomp("evaluate", "--task", "digits", "--plan", "w3a3")
+    assert r.returncode == 2 and "neither one of" in r.stderr

@@ -1,10 +1,9 @@
-"""Post-training quantization: per-channel symmetric weights, per-tensor affine activations.
+"""Post-training quantization: per-channel symmetric weights, per-tensor symmetric activations.
 
-Weights are *stored* at their bit width (int8; 4- and 2-bit values packed into uint8 bytes; float16)
-and dequantized inside the graph, so the parameters the compiled artifact carries really are that
-small. Activations are quantized and dequantized in the graph (fake quantization): the arithmetic is
-still fp32. `QuantizedLayer.describe()` says so, and every result carries it (issue 4 lowers real
-low-precision arithmetic).
+Weights are *stored* at their bit width (int8; 4- and 2-bit values packed into uint8 bytes; float16),
+so the parameters the compiled artifact carries really are that small. Layers with integer weights and
+8-bit activations compute in integers; `QuantizedLayer.describe()` says per layer what the artifact
+stores and computes, and every result carries it.
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ class LayerPrecision:
 
     name: str
     weight_dtype: str  # float32 | float16 | int8 | int4x2 | int2x4 (values per byte after 'x')
-    activation_dtype: str  # float32 | float16 | uint8
-    compute: str  # "float32" or "float32 (simulated <dtype>)"
+    activation_dtype: str  # float32 | float16 | uint8 | int8 (the layer's input)
+    compute: str  # "uint8 x int8 -> int32", "float32", or "float32 (simulated ...)"
 
 
 def pack_bits(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -55,7 +54,14 @@ def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
 
 
 class QuantizedLayer(nn.Module):
-    """A Conv2d or Linear whose weight is stored quantized and whose input is fake-quantized."""
+    """A Conv2d or Linear with its weight stored quantized.
+
+    With integer weights (2/4/8 bits) and 8-bit activations it computes in integers
+    (`autocomp::qconv2d` / `autocomp::qlinear`: int8 x int8 -> int32, see lower/ops.py). With integer
+    weights and fp32 activations the weights are dequantized and the arithmetic is fp32 (weight-only
+    quantization). 8-bit activations with float weights, and fp16 activations, are fake-quantized:
+    the arithmetic is fp32 and `describe()` says "simulated".
+    """
 
     def __init__(self, layer: nn.Module, name: str, w_bits: int, a_bits: int,
                  a_range: tuple[float, float] | None) -> None:
@@ -63,7 +69,7 @@ class QuantizedLayer(nn.Module):
         self.layer_name, self.w_bits, self.a_bits = name, w_bits, a_bits
         self.is_conv = isinstance(layer, nn.Conv2d)
         if self.is_conv:
-            self.conv_args = (layer.stride, layer.padding, layer.dilation, layer.groups)
+            self.conv_args = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
         w = layer.weight.detach().float()
         self.weight_shape = tuple(w.shape)
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
@@ -74,33 +80,44 @@ class QuantizedLayer(nn.Module):
         else:
             qmax = (1 << (w_bits - 1)) - 1
             amax = w.abs().reshape(w.shape[0], -1).amax(dim=1).clamp(min=1e-12)
-            scale = (amax / qmax).reshape(-1, *([1] * (w.dim() - 1)))
-            q = torch.clamp(torch.round(w / scale), -qmax, qmax)
+            scale = amax / qmax
+            q = torch.clamp(torch.round(w / scale.reshape(-1, *([1] * (w.dim() - 1)))), -qmax, qmax)
             stored = q.to(torch.int8) if w_bits == 8 else pack_bits(q, w_bits)
             self.weight = nn.Parameter(stored, requires_grad=False)
-            self.weight_scale = nn.Parameter(scale, requires_grad=False)
-        self.a_scale = self.a_zero = 0.0
-        if a_bits == 8:
-            lo, hi = a_range if a_range is not None else (0.0, 1.0)
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-            self.a_scale = max(hi - lo, 1e-8) / 255.0
-            self.a_zero = float(round(-lo / self.a_scale))
+            self.weight_scale = nn.Parameter(scale, requires_grad=False)  # per output channel
+        # activations: per tensor, zero point 0 (uint8 when the input is never negative, else int8)
+        lo, hi = a_range if a_range is not None else (0.0, 1.0)
+        self.a_signed = lo < 0
+        self.a_scale = max(max(-lo, hi) / 127.0 if self.a_signed else hi / 255.0, 1e-8)
+        self.integer = w_bits <= 8 and a_bits == 8
+
+    def integer_weight(self) -> torch.Tensor:
+        """The int8 weight tensor (unpacked from 2/4-bit storage inside the graph)."""
+        if self.w_bits == 8:
+            return self.weight
+        numel = 1
+        for d in self.weight_shape:
+            numel *= d
+        return unpack_bits(self.weight, self.w_bits, numel).to(torch.int8).reshape(self.weight_shape)
 
     def dequantized_weight(self) -> torch.Tensor:
         if self.w_bits == 32:
             return self.weight
         if self.w_bits == 16:
             return self.weight.to(torch.float32)
-        numel = 1
-        for d in self.weight_shape:
-            numel *= d
-        q = self.weight if self.w_bits == 8 else unpack_bits(self.weight, self.w_bits, numel)
-        return q.to(torch.float32).reshape(self.weight_shape) * self.weight_scale
+        shape = (-1, *([1] * (len(self.weight_shape) - 1)))
+        return self.integer_weight().to(torch.float32) * self.weight_scale.reshape(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from autocomp.lower import ops
+
+        if self.integer:
+            if self.is_conv:
+                return ops.qconv2d(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale,
+                                   self.a_signed, *self.conv_args)
+            return ops.qlinear(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale, self.a_signed)
         if self.a_bits == 8:
-            q = torch.clamp(torch.round(x / self.a_scale) + self.a_zero, 0.0, 255.0)
-            x = (q - self.a_zero) * self.a_scale
+            x = ops._quantize(x, self.a_scale, self.a_signed) * self.a_scale
         elif self.a_bits == 16:
             x = x.to(torch.float16).to(torch.float32)
         w = self.dequantized_weight()
@@ -111,10 +128,13 @@ class QuantizedLayer(nn.Module):
 
     def describe(self) -> LayerPrecision:
         wd = {32: "float32", 16: "float16", 8: "int8"}.get(self.w_bits, f"int{self.w_bits}x{8 // self.w_bits}")
-        ad = {32: "float32", 16: "float16", 8: "uint8"}[self.a_bits]
-        simulated = [d for d in (wd, ad) if d != "float32"]
-        compute = "float32" if not simulated else f"float32 (simulated {'/'.join(simulated)})"
-        return LayerPrecision(self.layer_name, wd, ad, compute)
+        if self.integer:
+            ad = "int8" if self.a_signed else "uint8"
+            return LayerPrecision(self.layer_name, wd, ad, f"{ad} x int8 -> int32")
+        if self.a_bits == 32:
+            return LayerPrecision(self.layer_name, wd, "float32", "float32")
+        ad = "float16" if self.a_bits == 16 else ("int8" if self.a_signed else "uint8")
+        return LayerPrecision(self.layer_name, wd, ad, f"float32 (simulated {ad} activations)")
 
 
 def calibrate_input_ranges(model: nn.Module, names: list[str], data: torch.Tensor) -> dict[str, tuple[float, float]]:

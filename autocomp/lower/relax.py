@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from autocomp.errors import CandidateError
+from autocomp.lower import ops
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def lower(model: nn.Module, example_input: torch.Tensor) -> LoweredModel:
     try:
         with torch.no_grad():
             exported = torch.export.export(model, (example_input,))
-        mod = from_exported_program(exported, keep_params_as_input=True)
+        mod = from_exported_program(exported, keep_params_as_input=True, custom_convert_map=ops.RELAX_CONVERTERS)
     except Exception as exc:  # the importer raises AssertionError / KeyError for unsupported ops
         raise CandidateError(f"TVM Relax import failed: {type(exc).__name__}: {exc}") from exc
     mod, params = relax.frontend.detach_params(mod)

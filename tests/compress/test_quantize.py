@@ -39,10 +39,21 @@ def test_activation_quantization_uses_calibration_range(digits_task):
     qmodel = quantize(model, plan, digits_task.calib_data)
     layer = dict(qmodel.named_modules())["features.1.0"]
     assert isinstance(layer, QuantizedLayer)
-    assert 0 < layer.a_scale < 1 and 0 <= layer.a_zero <= 255
-    # post-ReLU input: the range starts at 0, so the zero point is 0
-    assert layer.a_zero == 0
-    assert layer_precisions(qmodel, ["features.0.0", "features.1.0"])[1].compute == "float32 (simulated int8/uint8)"
+    assert 0 < layer.a_scale < 1
+    assert not layer.a_signed  # a post-ReLU input is never negative: uint8
+    first = QuantizedLayer(dict(model.named_modules())["features.0.0"], "features.0.0", 8, 8, (-1.0, 1.0))
+    assert first.a_signed and first.a_scale == 1 / 127  # a normalised image input: int8
+    p = layer_precisions(qmodel, ["features.0.0", "features.1.0"])
+    assert (p[0].weight_dtype, p[0].compute) == ("float32", "float32")
+    assert (p[1].weight_dtype, p[1].activation_dtype, p[1].compute) == ("int8", "uint8", "uint8 x int8 -> int32")
+
+
+def test_precision_labels_say_what_is_simulated(digits_task):
+    conv = dict(digits_task.build_model().named_modules())["features.1.0"]
+    assert QuantizedLayer(conv, "c", 4, 32, None).describe().compute == "float32"  # weight-only
+    assert QuantizedLayer(conv, "c", 4, 8, (0, 1)).describe().weight_dtype == "int4x2"
+    assert "simulated" in QuantizedLayer(conv, "c", 32, 8, (0, 1)).describe().compute
+    assert "simulated" in QuantizedLayer(conv, "c", 16, 16, (0, 1)).describe().compute
 
 
 def test_fp32_plan_changes_nothing(digits_task, digits_ctx):

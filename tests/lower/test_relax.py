@@ -76,3 +76,14 @@ def test_aarch64_cross_compile(digits_task, digits_ctx, tmp_path):
             assert objs
             head = tar.extractfile(objs[0]).read(20)
             assert int.from_bytes(head[18:20], "little") == 183
+
+
+def test_integer_layers_compute_in_int8_with_int32_accumulation(digits_task, digits_ctx):
+    plan = CompressionPlan.uniform(digits_ctx.layers, 4, 8)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    text = lower(model, digits_task.example_input).mod.script()
+    convs = [line for line in text.splitlines() if "R.nn.conv2d(" in line]
+    assert len(convs) == 2 and all('out_dtype="int32"' in c for c in convs)
+    assert 'R.astype(' in text and '"int8"' in text and '"uint8"' in text
+    matmuls = [line for line in text.splitlines() if "R.matmul(" in line]
+    assert matmuls and all('out_dtype="int32"' in m for m in matmuls)

@@ -1,0 +1,163 @@
+"""Integer conv / linear as PyTorch custom ops, with their TVM Relax and ONNX lowerings.
+
+`autocomp::qconv2d` and `autocomp::qlinear` take the *float* input, quantize it per tensor (zero point
+0: uint8 for non-negative inputs, int8 otherwise), multiply by int8 weights with int32 accumulation,
+and rescale to float by `a_scale * w_scale[channel]` before adding the bias. Three implementations of
+one definition:
+
+- PyTorch (the simulation): integer values carried in float64, exact for any int32 accumulator;
+- TVM Relax (the artifact): `R.nn.conv2d` / `R.matmul` on int8 tensors with `out_dtype="int32"`;
+  TVM fuses the rescale, bias, ReLU and the *next* layer's quantize into the conv's epilogue, so
+  between two integer layers the tensor in memory is int8;
+- ONNX: QuantizeLinear / DequantizeLinear around a float Conv / Gemm (the QDQ format onnxruntime
+  turns into its own integer kernels).
+"""
+
+# no `from __future__ import annotations` here: torch.library reads the real annotations
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+QMIN = {True: -127, False: 0}
+QMAX = {True: 127, False: 255}
+
+
+def _quantize(x: torch.Tensor, a_scale: float, signed: bool) -> torch.Tensor:
+    return torch.clamp(torch.round(x / a_scale), QMIN[signed], QMAX[signed])
+
+
+def _rescale(acc: torch.Tensor, a_scale: float, w_scale: torch.Tensor, bias: Optional[torch.Tensor],
+             shape: tuple[int, ...]) -> torch.Tensor:
+    scale = (torch.tensor(a_scale, dtype=torch.float32) * w_scale).reshape(shape)
+    y = acc.to(torch.float32) * scale
+    return y if bias is None else y + bias.reshape(shape)
+
+
+@torch.library.custom_op("autocomp::qconv2d", mutates_args=())
+def qconv2d(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias: Optional[torch.Tensor],
+            a_scale: float, a_signed: bool, stride: list[int], padding: list[int], dilation: list[int],
+            groups: int) -> torch.Tensor:
+    xq = _quantize(x, a_scale, a_signed)
+    acc = F.conv2d(xq.double(), wq.double(), None, stride, padding, dilation, groups)
+    return _rescale(acc, a_scale, w_scale, bias, (1, -1, 1, 1))
+
+
+@qconv2d.register_fake
+def _(x, wq, w_scale, bias, a_scale, a_signed, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+    return F.conv2d(x, wq.to(x.dtype), None, stride, padding, dilation, groups)
+
+
+@torch.library.custom_op("autocomp::qlinear", mutates_args=())
+def qlinear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias: Optional[torch.Tensor],
+            a_scale: float, a_signed: bool) -> torch.Tensor:
+    xq = _quantize(x, a_scale, a_signed)
+    acc = xq.double() @ wq.double().t()
+    return _rescale(acc, a_scale, w_scale, bias, (1, -1))
+
+
+@qlinear.register_fake
+def _(x, wq, w_scale, bias, a_scale, a_signed):  # type: ignore[no-untyped-def]
+    return x.new_empty((*x.shape[:-1], wq.shape[0]))
+
+
+# --- TVM Relax ---------------------------------------------------------------------------------
+
+
+def _relax_quantize(bb: Any, x: Any, a_scale: float, signed: bool) -> Any:
+    from tvm import relax
+
+    xs = bb.emit(relax.op.divide(x, relax.const(a_scale, "float32")))
+    xr = bb.emit(relax.op.round(xs))
+    xc = bb.emit(relax.op.clip(xr, QMIN[signed], QMAX[signed]))
+    return bb.emit(relax.op.astype(xc, "int8" if signed else "uint8"))
+
+
+def _relax_rescale(bb: Any, acc: Any, a_scale: float, w_scale: Any, bias: Any, shape: list[int]) -> Any:
+    from tvm import relax
+
+    scale = bb.emit(relax.op.multiply(relax.const(a_scale, "float32"), w_scale))
+    scale = bb.emit(relax.op.reshape(scale, shape))
+    accf = bb.emit(relax.op.astype(acc, "float32"))
+    y = bb.emit(relax.op.multiply(accf, scale))
+    if bias is not None:
+        b = bb.emit(relax.op.reshape(bias, shape))
+        y = bb.emit(relax.op.add(y, b))
+    return y
+
+
+def relax_qconv2d(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, wq, w_scale, bias, a_scale, signed, stride, padding, dilation, groups = importer.retrieve_args(node)
+    bb = importer.block_builder
+    xq = _relax_quantize(bb, x, a_scale, signed)
+    acc = bb.emit(relax.op.nn.conv2d(xq, wq, strides=stride, padding=padding, dilation=dilation,
+                                     groups=groups, out_dtype="int32"))
+    return _relax_rescale(bb, acc, a_scale, w_scale, bias, [1, -1, 1, 1])
+
+
+def relax_qlinear(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, wq, w_scale, bias, a_scale, signed = importer.retrieve_args(node)
+    bb = importer.block_builder
+    xq = _relax_quantize(bb, x, a_scale, signed)
+    wt = bb.emit(relax.op.permute_dims(wq))
+    acc = bb.emit(relax.op.matmul(xq, wt, out_dtype="int32"))
+    return _relax_rescale(bb, acc, a_scale, w_scale, bias, [1, -1])
+
+
+RELAX_CONVERTERS = {"qconv2d.default": relax_qconv2d, "qlinear.default": relax_qlinear}
+
+
+# --- ONNX (QDQ) --------------------------------------------------------------------------------
+
+
+def _onnx_qdq_input(g: Any, x: Any, a_scale: float, signed: bool) -> Any:
+    import torch
+
+    scale = g.op("Constant", value_t=torch.tensor(a_scale, dtype=torch.float32))
+    zero = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8 if signed else torch.uint8))
+    return g.op("DequantizeLinear", g.op("QuantizeLinear", x, scale, zero), scale, zero)
+
+
+def _onnx_dq_weight(g: Any, wq: Any, w_scale: Any) -> Any:
+    return g.op("DequantizeLinear", wq, w_scale, axis_i=0)
+
+
+def _const(node: Any, desc: str) -> Any:
+    from torch.onnx import symbolic_helper as sh
+
+    return sh._get_const(node, desc, "argument")
+
+
+def onnx_qconv2d(g: Any, x, wq, w_scale, bias, a_scale, a_signed, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+    from torch.onnx import symbolic_helper as sh
+
+    a_scale, signed = float(_const(a_scale, "f")), bool(_const(a_signed, "b"))
+    stride, padding, dilation = (sh._get_const(v, "is", n) for v, n in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    w = _onnx_dq_weight(g, wq, w_scale)
+    args = [_onnx_qdq_input(g, x, a_scale, signed), w] + ([] if sh._is_none(bias) else [bias])
+    return g.op("Conv", *args, strides_i=stride, pads_i=list(padding) * 2, dilations_i=dilation,
+                group_i=int(_const(groups, "i")))
+
+
+def onnx_qlinear(g: Any, x, wq, w_scale, bias, a_scale, a_signed):  # type: ignore[no-untyped-def]
+    from torch.onnx import symbolic_helper as sh
+
+    a_scale, signed = float(_const(a_scale, "f")), bool(_const(a_signed, "b"))
+    w = _onnx_dq_weight(g, wq, w_scale)
+    args = [_onnx_qdq_input(g, x, a_scale, signed), w] + ([] if sh._is_none(bias) else [bias])
+    return g.op("Gemm", *args, transB_i=1)
+
+
+_ONNX_REGISTERED = False
+
+
+def register_onnx_symbolics(opset: int) -> None:
+    global _ONNX_REGISTERED
+    if not _ONNX_REGISTERED:
+        torch.onnx.register_custom_op_symbolic("autocomp::qconv2d", onnx_qconv2d, opset)
+        torch.onnx.register_custom_op_symbolic("autocomp::qlinear", onnx_qlinear, opset)
+        _ONNX_REGISTERED = True
