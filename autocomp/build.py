@@ -79,6 +79,15 @@ def _constant_bytes(mod: Any) -> int:
     return int(sum(c.value.numpy().nbytes for c in found))
 
 
+def legalize(mod: Any, target: Any) -> Any:
+    """TVM's CPU passes up to operator fusion: each binding of main is then one fused kernel call."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    with target:
+        return tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
+
+
 def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
     import tvm
     from tvm import relax
@@ -90,18 +99,17 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
         raise CandidateError(f"device '{profile.name}': GPU targets are not supported yet (kind={profile.kind})")
     t0 = time.perf_counter()
     try:
+        fused = legalize(lowered.mod, target)
         with target:
             planned = tvm.transform.Sequential(
-                cpu.library_dispatch_passes(target)
-                + cpu.legalize_passes(target)
-                + [
+                [
                     relax.transform.RewriteDataflowReshape(),
                     relax.transform.ToNonDataflow(),
                     relax.transform.RemovePurityChecking(),
                     relax.transform.CallTIRRewrite(),
                     relax.transform.StaticPlanBlockMemory(),
                 ]
-            )(lowered.mod)
+            )(fused)
             arena = _storage_bytes(planned["main"])
             consts = _constant_bytes(planned)
             final = tvm.transform.Sequential(cpu.finalize_passes(target)[1:])(planned)

@@ -1,11 +1,12 @@
 """Apply a CompressionPlan to a trained model: prune (and re-estimate BatchNorm statistics on the
-calibration data), then quantize with calibration."""
+calibration data), fold BatchNorm into convolutions, then quantize with calibration."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from autocomp.compress.fold import fold_batchnorm
 from autocomp.compress.prune import prune
 from autocomp.compress.quantize import quantize
 from autocomp.compress.recalibrate import recalibrate_batchnorm
@@ -19,4 +20,5 @@ def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tenso
     pruned = prune(model, example_input, ratios, protected)
     if ratios:
         recalibrate_batchnorm(pruned, calib_data)
-    return quantize(pruned, plan, calib_data)
+    folded, _ = fold_batchnorm(pruned)
+    return quantize(folded, plan, calib_data)

@@ -34,13 +34,18 @@ def test_compiled_outputs_match_torch(digits_task, digits_ctx, host, kind):
     lowered = lower(model, digits_task.example_input)
     built = build(lowered, host)
     session = LocalSession(built)
-    x = digits_task.eval_inputs[:64]
+    x = digits_task.eval_inputs
     with torch.no_grad():
         want = model(x).numpy()
     got = np.concatenate([session.run(x[i : i + 1].numpy()) for i in range(len(x))])
-    # fake-quantized activations may round differently at exact .5 ties; logits stay within 1e-3
-    assert np.abs(got - want).max() < 1e-3
-    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.98
+    err = np.abs(got - want).max(axis=1)
+    # Integer arithmetic is exact on both sides; the float parts (rescale, bias) may be contracted
+    # into FMAs by LLVM, which can move a value sitting within an ulp of a rounding tie by one
+    # quantization step. Such a flip changes a logit by about one step of the next layer's input
+    # times its weights (< 0.1 here); it is rare, and it must not change the predicted class.
+    assert (err < 1e-4).mean() >= 0.95
+    assert err.max() < 0.1
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.995
 
 
 def test_parameters_keep_their_stored_dtypes(digits_task, digits_ctx, host):
@@ -49,14 +54,14 @@ def test_parameters_keep_their_stored_dtypes(digits_task, digits_ctx, host):
     lowered = lower(model, digits_task.example_input)
     dtypes = {str(p.dtype) for p in lowered.params}
     assert "uint8" in dtypes  # packed int4 weights are not folded back to float
-    built = build(lowered, host)
-    assert built.param_bytes == stored_bytes(model)
-    assert built.const_bytes > 0  # BatchNorm statistics, linked into the library
+    assert build(lowered, host).param_bytes == stored_bytes(model)
 
 
 def test_memory_figures_come_from_the_artifact(digits_task, digits_ctx, host):
     fp32 = build(lower(digits_ctx.model, digits_task.example_input), host)
+    # the unfolded model: its BatchNorm statistics become constants linked into the library
     assert fp32.param_bytes == stored_bytes(digits_ctx.model)
+    assert fp32.const_bytes == sum(b.numel() * 4 for n, b in digits_ctx.model.named_buffers() if "running" in n)
     # the arena holds at least the largest activation of the net: 16 channels x 8 x 8 fp32
     assert fp32.arena_bytes >= 16 * 8 * 8 * 4
 
@@ -87,3 +92,18 @@ def test_integer_layers_compute_in_int8_with_int32_accumulation(digits_task, dig
     assert 'R.astype(' in text and '"int8"' in text and '"uint8"' in text
     matmuls = [line for line in text.splitlines() if "R.matmul(" in line]
     assert matmuls and all('out_dtype="int32"' in m for m in matmuls)
+
+
+def test_consecutive_integer_layers_pass_int8_tensors(digits_task, digits_ctx, host):
+    """BatchNorm is folded, so rescale + bias + ReLU + the next quantize fuse into the conv's kernel."""
+    from autocomp.build import legalize
+
+    plan = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    fused = legalize(lower(model, digits_task.example_input).mod, host.tvm_target())
+    kernels = [(str(b.value.args[0]), str(b.var.ty)) for blk in fused["main"].body.blocks for b in blk.bindings
+               if getattr(b.value, "args", None) and "conv2d" in str(b.value.args[0])]
+    assert len(kernels) == 2
+    first_conv_out = kernels[0][1]
+    assert 'dtype="uint8"' in first_conv_out  # feeds the second integer conv: int8 in memory, not float
+    assert "relu" in kernels[0][0] and "round" in kernels[0][0]
