@@ -58,8 +58,12 @@ def export_onnx(model: Any, example_input: Any, path: Path) -> None:
     from autocomp.lower import ops
 
     ops.register_onnx_symbolics(ONNX_OPSET)
+    # Constant folding would unpack 4-/2-bit weights into int32 initializers (bigger than fp32):
+    # keep them packed, with the unpacking in the graph, as in the TVM artifact.
+    packed = any(getattr(m, "w_bits", 8) < 8 for m in model.modules())
     with torch.no_grad():
         torch.onnx.export(model, (example_input,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          do_constant_folding=not packed,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 

@@ -16,7 +16,8 @@ def test_quantized_plan_exports_as_qdq_and_matches_torch(digits_task, digits_ctx
     path = tmp_path / "m.onnx"
     export_onnx(model, digits_task.example_input, path)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("QuantizeLinear") == 3 and ops.count("DequantizeLinear") == 6  # inputs and weights
+    # inputs (QuantizeLinear + DequantizeLinear), weights and int32 biases (DequantizeLinear)
+    assert ops.count("QuantizeLinear") == 3 and ops.count("DequantizeLinear") == 9
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = digits_task.eval_inputs
     got = sess.run(None, {"input": x.numpy()})[0]
@@ -36,3 +37,13 @@ def test_int4_weights_export_and_run(digits_task, digits_ctx, tmp_path):
     with torch.no_grad():
         want = model(digits_task.eval_inputs).numpy()
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+
+
+def test_int4_onnx_keeps_weights_packed(digits_task, digits_ctx, tmp_path):
+    plan = CompressionPlan.uniform(digits_ctx.layers, 4, 8)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    export_onnx(model, digits_task.example_input, tmp_path / "w4.onnx")
+    inits = {i.name: i for i in onnx.load(str(tmp_path / "w4.onnx")).graph.initializer}
+    w = inits["features.1.0.weight"]
+    assert w.data_type == onnx.TensorProto.UINT8 and list(w.dims) == [32 * 16 * 9 // 2]
+    assert inits["features.1.0.bias"].data_type == onnx.TensorProto.INT32

@@ -90,6 +90,11 @@ class QuantizedLayer(nn.Module):
         self.a_signed = lo < 0
         self.a_scale = max(max(-lo, hi) / 127.0 if self.a_signed else hi / 255.0, 1e-8)
         self.integer = w_bits <= 8 and a_bits == 8
+        if self.integer and self.bias is not None:  # integer layers add their bias in int32
+            from autocomp.lower.ops import accumulator_scale
+
+            bias_q = torch.round(self.bias / accumulator_scale(self.a_scale, self.weight_scale)).to(torch.int32)
+            self.bias = nn.Parameter(bias_q, requires_grad=False)
 
     def integer_weight(self) -> torch.Tensor:
         """The int8 weight tensor (unpacked from 2/4-bit storage inside the graph)."""

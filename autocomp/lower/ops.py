@@ -2,8 +2,8 @@
 
 `autocomp::qconv2d` and `autocomp::qlinear` take the *float* input, quantize it per tensor (zero point
 0: uint8 for non-negative inputs, int8 otherwise), multiply by int8 weights with int32 accumulation,
-and rescale to float by `a_scale * w_scale[channel]` before adding the bias. Three implementations of
-one definition:
+add the int32 bias (quantized with scale `a_scale * w_scale[channel]`), and rescale to float by that
+same scale. Three implementations of one definition:
 
 - PyTorch (the simulation): integer values carried in float64, exact for any int32 accumulator;
 - TVM Relax (the artifact): `R.nn.conv2d` / `R.matmul` on int8 tensors with `out_dtype="int32"`;
@@ -27,37 +27,42 @@ def _quantize(x: torch.Tensor, a_scale: float, signed: bool) -> torch.Tensor:
     return torch.clamp(torch.round(x / a_scale), QMIN[signed], QMAX[signed])
 
 
-def _rescale(acc: torch.Tensor, a_scale: float, w_scale: torch.Tensor, bias: Optional[torch.Tensor],
+def accumulator_scale(a_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
+    """The float value of one unit of the int32 accumulator, per output channel."""
+    return torch.tensor(a_scale, dtype=torch.float32) * w_scale
+
+
+def _rescale(acc: torch.Tensor, a_scale: float, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
              shape: tuple[int, ...]) -> torch.Tensor:
-    scale = (torch.tensor(a_scale, dtype=torch.float32) * w_scale).reshape(shape)
-    y = acc.to(torch.float32) * scale
-    return y if bias is None else y + bias.reshape(shape)
+    if bias_q is not None:
+        acc = acc + bias_q.to(acc.dtype).reshape(shape)
+    return acc.to(torch.float32) * accumulator_scale(a_scale, w_scale).reshape(shape)
 
 
 @torch.library.custom_op("autocomp::qconv2d", mutates_args=())
-def qconv2d(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias: Optional[torch.Tensor],
+def qconv2d(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
             a_scale: float, a_signed: bool, stride: list[int], padding: list[int], dilation: list[int],
             groups: int) -> torch.Tensor:
     xq = _quantize(x, a_scale, a_signed)
     acc = F.conv2d(xq.double(), wq.double(), None, stride, padding, dilation, groups)
-    return _rescale(acc, a_scale, w_scale, bias, (1, -1, 1, 1))
+    return _rescale(acc, a_scale, w_scale, bias_q, (1, -1, 1, 1))
 
 
 @qconv2d.register_fake
-def _(x, wq, w_scale, bias, a_scale, a_signed, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+def _(x, wq, w_scale, bias_q, a_scale, a_signed, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
     return F.conv2d(x, wq.to(x.dtype), None, stride, padding, dilation, groups)
 
 
 @torch.library.custom_op("autocomp::qlinear", mutates_args=())
-def qlinear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias: Optional[torch.Tensor],
+def qlinear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
             a_scale: float, a_signed: bool) -> torch.Tensor:
     xq = _quantize(x, a_scale, a_signed)
     acc = xq.double() @ wq.double().t()
-    return _rescale(acc, a_scale, w_scale, bias, (1, -1))
+    return _rescale(acc, a_scale, w_scale, bias_q, (1, -1))
 
 
 @qlinear.register_fake
-def _(x, wq, w_scale, bias, a_scale, a_signed):  # type: ignore[no-untyped-def]
+def _(x, wq, w_scale, bias_q, a_scale, a_signed):  # type: ignore[no-untyped-def]
     return x.new_empty((*x.shape[:-1], wq.shape[0]))
 
 
@@ -73,39 +78,38 @@ def _relax_quantize(bb: Any, x: Any, a_scale: float, signed: bool) -> Any:
     return bb.emit(relax.op.astype(xc, "int8" if signed else "uint8"))
 
 
-def _relax_rescale(bb: Any, acc: Any, a_scale: float, w_scale: Any, bias: Any, shape: list[int]) -> Any:
+def _relax_rescale(bb: Any, acc: Any, a_scale: float, w_scale: Any, bias_q: Any, shape: list[int]) -> Any:
     from tvm import relax
 
+    if bias_q is not None:
+        b = bb.emit(relax.op.reshape(bias_q, shape))
+        acc = bb.emit(relax.op.add(acc, b))
     scale = bb.emit(relax.op.multiply(relax.const(a_scale, "float32"), w_scale))
     scale = bb.emit(relax.op.reshape(scale, shape))
     accf = bb.emit(relax.op.astype(acc, "float32"))
-    y = bb.emit(relax.op.multiply(accf, scale))
-    if bias is not None:
-        b = bb.emit(relax.op.reshape(bias, shape))
-        y = bb.emit(relax.op.add(y, b))
-    return y
+    return bb.emit(relax.op.multiply(accf, scale))
 
 
 def relax_qconv2d(node: Any, importer: Any) -> Any:
     from tvm import relax
 
-    x, wq, w_scale, bias, a_scale, signed, stride, padding, dilation, groups = importer.retrieve_args(node)
+    x, wq, w_scale, bias_q, a_scale, signed, stride, padding, dilation, groups = importer.retrieve_args(node)
     bb = importer.block_builder
     xq = _relax_quantize(bb, x, a_scale, signed)
     acc = bb.emit(relax.op.nn.conv2d(xq, wq, strides=stride, padding=padding, dilation=dilation,
                                      groups=groups, out_dtype="int32"))
-    return _relax_rescale(bb, acc, a_scale, w_scale, bias, [1, -1, 1, 1])
+    return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1, 1, 1])
 
 
 def relax_qlinear(node: Any, importer: Any) -> Any:
     from tvm import relax
 
-    x, wq, w_scale, bias, a_scale, signed = importer.retrieve_args(node)
+    x, wq, w_scale, bias_q, a_scale, signed = importer.retrieve_args(node)
     bb = importer.block_builder
     xq = _relax_quantize(bb, x, a_scale, signed)
     wt = bb.emit(relax.op.permute_dims(wq))
     acc = bb.emit(relax.op.matmul(xq, wt, out_dtype="int32"))
-    return _relax_rescale(bb, acc, a_scale, w_scale, bias, [1, -1])
+    return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1])
 
 
 RELAX_CONVERTERS = {"qconv2d.default": relax_qconv2d, "qlinear.default": relax_qlinear}
@@ -126,29 +130,39 @@ def _onnx_dq_weight(g: Any, wq: Any, w_scale: Any) -> Any:
     return g.op("DequantizeLinear", wq, w_scale, axis_i=0)
 
 
+def _onnx_dq_bias(g: Any, bias_q: Any, w_scale: Any, a_scale: float) -> Any:
+    """QDQ's bias convention: int32 with scale a_scale * w_scale, zero point 0."""
+    import torch
+
+    scale = g.op("Mul", g.op("Constant", value_t=torch.tensor(a_scale, dtype=torch.float32)), w_scale)
+    return g.op("DequantizeLinear", bias_q, scale, axis_i=0)
+
+
 def _const(node: Any, desc: str) -> Any:
     from torch.onnx import symbolic_helper as sh
 
     return sh._get_const(node, desc, "argument")
 
 
-def onnx_qconv2d(g: Any, x, wq, w_scale, bias, a_scale, a_signed, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+def onnx_qconv2d(g: Any, x, wq, w_scale, bias_q, a_scale, a_signed, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
     from torch.onnx import symbolic_helper as sh
 
     a_scale, signed = float(_const(a_scale, "f")), bool(_const(a_signed, "b"))
     stride, padding, dilation = (sh._get_const(v, "is", n) for v, n in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
     w = _onnx_dq_weight(g, wq, w_scale)
-    args = [_onnx_qdq_input(g, x, a_scale, signed), w] + ([] if sh._is_none(bias) else [bias])
+    bias = [] if sh._is_none(bias_q) else [_onnx_dq_bias(g, bias_q, w_scale, a_scale)]
+    args = [_onnx_qdq_input(g, x, a_scale, signed), w, *bias]
     return g.op("Conv", *args, strides_i=stride, pads_i=list(padding) * 2, dilations_i=dilation,
                 group_i=int(_const(groups, "i")))
 
 
-def onnx_qlinear(g: Any, x, wq, w_scale, bias, a_scale, a_signed):  # type: ignore[no-untyped-def]
+def onnx_qlinear(g: Any, x, wq, w_scale, bias_q, a_scale, a_signed):  # type: ignore[no-untyped-def]
     from torch.onnx import symbolic_helper as sh
 
     a_scale, signed = float(_const(a_scale, "f")), bool(_const(a_signed, "b"))
     w = _onnx_dq_weight(g, wq, w_scale)
-    args = [_onnx_qdq_input(g, x, a_scale, signed), w] + ([] if sh._is_none(bias) else [bias])
+    bias = [] if sh._is_none(bias_q) else [_onnx_dq_bias(g, bias_q, w_scale, a_scale)]
+    args = [_onnx_qdq_input(g, x, a_scale, signed), w, *bias]
     return g.op("Gemm", *args, transB_i=1)
 
 

@@ -107,3 +107,13 @@ def test_consecutive_integer_layers_pass_int8_tensors(digits_task, digits_ctx, h
     first_conv_out = kernels[0][1]
     assert 'dtype="uint8"' in first_conv_out  # feeds the second integer conv: int8 in memory, not float
     assert "relu" in kernels[0][0] and "round" in kernels[0][0]
+
+
+@pytest.mark.parametrize("kind", ["fp32", "w8a8", "w4a8", "w16", "mixed"])
+def test_every_precision_cross_compiles_for_aarch64(digits_task, digits_ctx, kind):
+    rpi4 = load_profile("rpi4")
+    model = compress(digits_ctx.model, _plan(digits_ctx, kind), digits_task.example_input, digits_task.calib_data,
+                     digits_ctx.protected)
+    built = build(lower(model, digits_task.example_input), rpi4)
+    assert built.target["mtriple"] == "aarch64-linux-gnu"
+    assert built.param_bytes == stored_bytes(model)
