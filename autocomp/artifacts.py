@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from autocomp.errors import UserError
 
@@ -80,45 +80,16 @@ def onnx_accuracy(path: Path, task: Any) -> float:
     return float(task.metric(torch.from_numpy(np.concatenate(outs)), task.eval_targets))
 
 
-def _write_artifacts(tmp: Path, ctx: Any, plan: Any) -> dict[str, Any]:
-    import numpy as np
-    import torch
+def write_compiled(directory: Path, built: Any, lowered: Any, profile: Any) -> dict[str, Any]:
+    """The TVM library and its parameters, and what a loader needs to know about them."""
     import tvm
-    from tvm import relax
 
-    from autocomp import evaluate
-    from autocomp.build import build, export_library
-    from autocomp.compress import compress
-    from autocomp.lower import lower
+    from autocomp.build import device_modules, export_library
 
-    task, profile = ctx.task, ctx.profile
-    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
-    lowered = lower(model, task.example_input)
-    built = build(lowered, profile)
-    lib_path = export_library(built, profile, tmp)
+    lib_path = export_library(built, profile, directory)
     names = [f"p{i:03d}_{n}" for i, n in enumerate(lowered.param_names)]
     tvm.runtime.save_param_dict_to_file({n: tvm.runtime.tensor(a) for n, a in zip(names, lowered.params)},
-                                        str(tmp / "params.bin"))
-    torch.save(model.state_dict(), tmp / "model_state.pt")
-    with torch.no_grad():
-        torch.export.save(torch.export.export(model, (task.example_input,)), str(tmp / "model.pt2"))
-    onnx_path = tmp / "model.onnx"
-    export_onnx(model, task.example_input, onnx_path)
-    checks: dict[str, Any] = {"onnx_accuracy": onnx_accuracy(onnx_path, task)}
-    if lib_path.suffix == ".so" and not profile.cross_cc:
-        # load what was written, with the params as written, and evaluate it
-        dev = tvm.cpu()
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_path)), dev)
-        loaded = tvm.runtime.load_param_dict_from_file(str(tmp / "params.bin"))
-        params = [loaded[n] for n in names]
-
-        def run_one(x: np.ndarray) -> np.ndarray:
-            out = vm["main"](tvm.runtime.tensor(x, dev), *params)
-            while not hasattr(out, "numpy"):
-                out = out[0]
-            return out.numpy()
-
-        checks["artifact_accuracy"] = evaluate.accuracy_compiled(run_one, task)
+                                        str(directory / "params.bin"))
     return {
         "library": lib_path.name,
         "params": "params.bin",
@@ -128,8 +99,94 @@ def _write_artifacts(tmp: Path, ctx: Any, plan: Any) -> dict[str, Any]:
         "param_bytes": built.param_bytes,
         "arena_bytes": built.arena_bytes,
         "target": built.target,
-        "checks": checks,
+        "host": profile.host,
+        "modules": device_modules(built),
     }
+
+
+def _write_artifacts(tmp: Path, ctx: Any, plan: Any) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    import tvm
+    from tvm import relax
+
+    from autocomp import evaluate
+    from autocomp.build import build
+    from autocomp.compress import compress
+    from autocomp.lower import lower
+
+    task, profile = ctx.task, ctx.profile
+    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+    lowered = lower(model, task.example_input)
+    built = build(lowered, profile)
+    info = write_compiled(tmp, built, lowered, profile)
+    torch.save(model.state_dict(), tmp / "model_state.pt")
+    with torch.no_grad():
+        torch.export.save(torch.export.export(model, (task.example_input,)), str(tmp / "model.pt2"))
+    onnx_path = tmp / "model.onnx"
+    export_onnx(model, task.example_input, onnx_path)
+    checks: dict[str, Any] = {"onnx_accuracy": onnx_accuracy(onnx_path, task)}
+    if profile.measure == "local":
+        # load what was written, with the params as written, and evaluate it
+        dev = tvm.cpu()
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(tmp / info["library"])), dev)
+        loaded = tvm.runtime.load_param_dict_from_file(str(tmp / "params.bin"))
+        params = [loaded[n] for n in info["inputs"][1:]]
+
+        def run_one(x: np.ndarray) -> np.ndarray:
+            out = vm["main"](tvm.runtime.tensor(x, dev), *params)
+            while not hasattr(out, "numpy"):
+                out = out[0]
+            return out.numpy()
+
+        checks["artifact_accuracy"] = evaluate.accuracy_compiled(run_one, task)
+    info["checks"] = checks
+    return info
+
+
+def atomic_directory(out: Path, force: bool, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Fill a temporary sibling of `out`, then rename it into place: no half-written artifact."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise UserError(f"{out} already exists and is not empty; choose another --out or pass --force")
+    if not out.parent.is_dir():
+        raise UserError(f"the parent directory of --out ({out.parent}) does not exist; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the artifact directory is meant to be shared
+    try:
+        manifest = fill(tmp)
+        manifest["files"] = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
+                             for p in sorted(tmp.iterdir()) if p.name != "manifest.json"}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def compile_only(ctx: Any, plan: Any, out: Path, force: bool = False) -> dict[str, Any]:
+    """Write the compiled library for the profile's target without measuring anything."""
+    from autocomp.build import build
+    from autocomp.compress import compress
+    from autocomp.lower import lower
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        task = ctx.task
+        model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+        lowered = lower(model, task.example_input)
+        info = write_compiled(tmp, build(lowered, ctx.profile), lowered, ctx.profile)
+        return {"_type": "autocomp.CompiledArtifact", "_version": MANIFEST_VERSION,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "task": task.name, "device": ctx.profile.name, "plan": plan.to_dict(), "plan_label": plan.summary(),
+                "measured_on": None, "artifact": info, "versions": versions()}
+
+    return atomic_directory(out, force, fill)
 
 
 def export_trial(study_name: str, storage: str | None, trial_number: int, out: Path, force: bool = False) -> dict[str, Any]:
@@ -142,22 +199,18 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise UserError(f"{out} already exists and is not empty; choose another --out or pass --force")
-    if not out.parent.is_dir():
-        raise UserError(f"the parent directory of --out ({out.parent}) does not exist; create it first")
     study = search.load_study(study_name, storage)
     trial = pareto.find_trial(study, trial_number)
     settings = study.user_attrs.get(search.ATTR, {})
     plan = search.plan_of(trial)
     profile = load_profile(settings.get("device", "host"))
     ctx = prepare(load_task(settings.get("task_spec")), profile)
+    measured = trial.user_attrs["result"]
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the artifact directory is meant to be shared
-    try:
+    def fill(tmp: Path) -> dict[str, Any]:
         info = _write_artifacts(tmp, ctx, plan)
-        files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
-        measured = trial.user_attrs["result"]
-        manifest = {
+        sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
+        return {
             "_type": "autocomp.Manifest",
             "_version": MANIFEST_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -174,22 +227,11 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
             "measured": measured,
             "baseline_accuracy": settings.get("baseline_accuracy"),
             "artifact": info,
-            "model_bytes": sum(f["bytes"] for n, f in files.items() if n in (info["library"], info["params"])),
+            "model_bytes": sizes[info["library"]] + sizes[info["params"]],
             "versions": versions(),
-            "files": files,
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return manifest
+
+    return atomic_directory(out, force, fill)
 
 
 def search_storage_url(storage: str | None) -> str:

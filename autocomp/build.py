@@ -34,11 +34,12 @@ class BuildResult:
 
 
 def _storage_bytes(func: Any) -> int:
-    """Sum of the constant sizes of memory.alloc_storage (planned) and builtin.alloc_tensor (outputs)."""
+    """Sum of the constant sizes of memory.alloc_storage (planned) and builtin.alloc_tensor (outputs);
+    after VM lowering (the GPU path) the planned storages are vm.alloc_storage calls."""
     import tvm
     from tvm import relax
 
-    storage = tvm.ir.Op.get("relax.memory.alloc_storage")
+    storages = (tvm.ir.Op.get("relax.memory.alloc_storage"), tvm.ir.Op.get("relax.vm.alloc_storage"))
     builtin = tvm.ir.Op.get("relax.builtin.alloc_tensor")
     total = 0
     for block in func.body.blocks:
@@ -46,7 +47,7 @@ def _storage_bytes(func: Any) -> int:
             call = binding.value
             if not isinstance(call, relax.Call):
                 continue
-            if call.op == storage:
+            if any(call.op.same_as(op) for op in storages):
                 total += int(call.args[0].values[0])
             elif call.op == builtin:
                 n = 1
@@ -95,9 +96,9 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
 
     target_dict = profile.resolved_target()
     target = profile.tvm_target()
-    if profile.kind != "cpu":
-        raise CandidateError(f"device '{profile.name}': GPU targets are not supported yet (kind={profile.kind})")
     t0 = time.perf_counter()
+    if profile.kind == "gpu":
+        return _build_gpu(lowered, target, target_dict, t0)
     try:
         fused = legalize(lowered.mod, target)
         with target:
@@ -125,6 +126,36 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
         target=target_dict,
         compile_s=time.perf_counter() - t0,
     )
+
+
+def _build_gpu(lowered: LoweredModel, target: Any, target_dict: dict[str, Any], t0: float) -> BuildResult:
+    """GPU targets: TVM's own GPU pipeline (dlight default schedules, memory planning)."""
+    import tvm
+    from tvm import relax
+
+    try:
+        final = relax.get_default_pipeline(target)(lowered.mod)
+        arena = _storage_bytes(final["main"])
+        consts = _constant_bytes(final)
+        executable = tvm.compile(final, target=target, relax_pipeline=None)
+    except Exception as exc:
+        raise CandidateError(f"TVM compile for {target_dict.get('kind')} failed: {type(exc).__name__}: {exc}") from exc
+    return BuildResult(executable, lowered.params, int(sum(p.nbytes for p in lowered.params)) + consts, consts,
+                       arena, target_dict, time.perf_counter() - t0)
+
+
+def device_modules(result: BuildResult) -> list[str]:
+    """Kinds of the modules the library carries: the host code ('llvm'), and for GPU targets the
+    device code ('cuda', 'opencl', ...)."""
+    kinds: list[str] = []
+
+    def walk(mod: Any) -> None:
+        kinds.append(str(getattr(mod, "kind", type(mod).__name__)))
+        for sub in mod.imports:
+            walk(sub)
+
+    walk(result.executable.mod)
+    return kinds
 
 
 def export_library(result: BuildResult, profile: DeviceProfile, directory: Path) -> Path:

@@ -139,6 +139,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from autocomp.tasks import load_task
 
     profile = load_profile(args.device)
+    if args.compile_only:
+        if not args.out:
+            raise UserError("--compile-only needs --out DIR for the compiled library")
+        from autocomp.artifacts import compile_only
+
+        ctx = prepare(load_task(args.task), profile)
+        manifest = compile_only(ctx, resolve_plan(args.plan, ctx), Path(args.out), force=args.force)
+        if args.json:
+            print(json.dumps(manifest, indent=2))
+        else:
+            art = manifest["artifact"]
+            print(f"compiled {manifest['plan_label']} for {profile.name} (modules: {', '.join(art['modules'])}) "
+                  f"into {args.out}: {art['library']}, {art['params']}, manifest.json; nothing was measured")
+        return 0
+    if args.out:
+        raise UserError("--out is only for --compile-only; use 'autocomp export' for a searched trial")
     runner_for(profile)
     ctx = prepare(load_task(args.task), profile)
     plan = resolve_plan(args.plan, ctx)
@@ -191,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
     p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16, w8, w4 (uniform), or a plan JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--compile-only", action="store_true", help="only compile for the device; write the library to --out")
+    p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("front", help="print a study's feasible Pareto front", description="Print the feasible non-dominated trials of a study.")
