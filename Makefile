@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: setup demo test dataset clean
+.PHONY: setup demo test dataset emulator clean
 
 setup: $(VENV)/.installed dataset
 
@@ -30,8 +30,17 @@ dataset:
 demo: setup
 	$(BIN)/autocomp search --device host --trials 24 --max-accuracy-drop 0.01
 
-test: setup
+test: setup emulator
 	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The emulated aarch64 device (qemu user mode + aarch64 TVM runtime) and the aarch64 cross compiler.
+EMU_DIR ?= $(HOME)/.cache/autocomp/emulated-aarch64
+emulator: $(EMU_DIR)/.ready
+
+$(EMU_DIR)/.ready: scripts/emulated_aarch64/setup.sh scripts/emulated_aarch64/start_server.py $(VENV)/.installed
+	bash scripts/emulated_aarch64/setup.sh $(EMU_DIR) $(BIN)/pip
+	cp scripts/emulated_aarch64/start_server.py $(EMU_DIR)/
+	touch $@

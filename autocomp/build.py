@@ -8,7 +8,7 @@ to `tvm.compile` with no further Relax passes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class BuildResult:
     arena_bytes: int
     target: dict[str, Any]
     compile_s: float
+    kernels: dict[str, str] = field(default_factory=dict)  # conv kernel -> "scheduled" or why not
 
 
 def _storage_bytes(func: Any) -> int:
@@ -90,6 +91,7 @@ def legalize(mod: Any, target: Any) -> Any:
 
 
 def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
+    """CPU targets: TVM's CPU pipeline with autocomp's conv2d schedules (schedule.py) in the middle."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu
@@ -99,8 +101,13 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
     t0 = time.perf_counter()
     if profile.kind == "gpu":
         return _build_gpu(lowered, target, target_dict, t0)
+    kernels: dict[str, str] = {}
     try:
         fused = legalize(lowered.mod, target)
+        if target.kind.name == "llvm":
+            from autocomp.schedule import schedule_module
+
+            fused, kernels = schedule_module(fused, target)
         with target:
             planned = tvm.transform.Sequential(
                 [
@@ -125,6 +132,7 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
         arena_bytes=arena,
         target=target_dict,
         compile_s=time.perf_counter() - t0,
+        kernels=kernels,
     )
 
 

@@ -34,16 +34,22 @@ class Context:
     protected: tuple[str, ...]
     prunable: list[str]
     host_cpu: dict[str, Any]
+    options: Any = None  # measure.runner.MeasureOptions
+
+    def runner(self) -> Any:
+        from autocomp.measure.runner import runner_for
+
+        return runner_for(self.profile, self.options)
 
 
-def prepare(task: Task, profile: DeviceProfile) -> Context:
+def prepare(task: Task, profile: DeviceProfile, options: Any = None) -> Context:
     from autocomp import hostcpu
 
     model = task.build_model().eval()
     layers = searchable_layers(model)
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
     prunable = prunable_layers(model, task.example_input, protected)
-    return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict())
+    return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options)
 
 
 @dataclass
@@ -63,6 +69,7 @@ class CandidateResult:
     memory_bytes: int  # param_bytes + arena_bytes: the search's memory objective
     accuracy_sim: float
     accuracy_compiled: float
+    accuracy_source: str  # "compiled" (every eval sample through the artifact) or how it was established
     peak_rss_bytes: int | None  # None: not measured (a remote device)
     runtime_rss_bytes: int | None  # of those, the TVM runtime's own share (Python + libtvm_runtime)
     model_rss_bytes: int | None  # resident memory the loaded model and one inference added
@@ -71,6 +78,8 @@ class CandidateResult:
     target: dict[str, Any]
     host_cpu: dict[str, Any]
     timings_s: dict[str, float] = field(default_factory=dict)
+    kernels: dict[str, str] = field(default_factory=dict)  # conv kernels: "scheduled" or why not
+    measure_details: dict[str, Any] = field(default_factory=dict)  # e.g. which remote device, agreement check
     version: int = RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,8 +95,6 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     from autocomp import evaluate
     from autocomp.build import build
     from autocomp.lower import lower
-    from autocomp.measure.memory import measure_peak_rss
-    from autocomp.measure.runner import runner_for
 
     task, timings = ctx.task, {}
     t = time.perf_counter()
@@ -103,18 +110,9 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     timings["compile"] = built.compile_s
 
     t = time.perf_counter()
-    runner = runner_for(ctx.profile)
-    session = runner.session(built)
-    latency = runner.time(session, task.example_input.numpy())
+    run = ctx.runner().run(built, model, task)
     timings["measure"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    acc_compiled = evaluate.accuracy_compiled(session.run, task)
-    timings["evaluate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    rss = measure_peak_rss(built, tuple(task.example_input.shape)) if ctx.profile.measure == "local" else None
-    timings["peak_rss"] = time.perf_counter() - t
+    latency, rss = run.latency, run.peak_rss
 
     precisions = layer_precisions(model, ctx.layers)
     native = not any("simulated" in p.compute for p in precisions)
@@ -122,7 +120,7 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         plan_key=plan.key(),
         plan_label=plan.summary(),
         device=ctx.profile.name,
-        measured_on=runner.measured_on,
+        measured_on=run.measured_on,
         latency_ms=latency.median_ms,
         latency_p10_ms=latency.p10_ms,
         latency_p90_ms=latency.p90_ms,
@@ -131,7 +129,8 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         arena_bytes=built.arena_bytes,
         memory_bytes=built.param_bytes + built.arena_bytes,
         accuracy_sim=acc_sim,
-        accuracy_compiled=acc_compiled,
+        accuracy_compiled=run.accuracy_compiled,
+        accuracy_source=run.accuracy_source,
         peak_rss_bytes=rss.peak_rss_bytes if rss else None,
         runtime_rss_bytes=rss.runtime_rss_bytes if rss else None,
         model_rss_bytes=rss.model_rss_bytes if rss else None,
@@ -140,6 +139,8 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         target=built.target,
         host_cpu=ctx.host_cpu,
         timings_s={k: round(v, 3) for k, v in timings.items()},
+        kernels=built.kernels,
+        measure_details=run.details,
     )
     return result, model, built
 

@@ -26,18 +26,35 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from autocomp import profiles
 
     rows = profiles.load_all()
+    farm: dict[str, dict[str, int]] = {}
+    if args.tracker:
+        from autocomp.measure.rpc import tracker_summary
+
+        farm = tracker_summary(args.tracker)
+    empty = {"total": 0, "free": 0, "pending": 0}
     if args.json:
-        print(json.dumps([{"name": p.name, "kind": p.kind, "measure": p.measure, "rpc_key": p.rpc_key,
-                           "target": p.resolved_target(), "description": p.description, "source": p.source}
-                          for p in rows], indent=2))
+        out = [{"name": p.name, "kind": p.kind, "measure": p.measure, "rpc_key": p.rpc_key,
+                "target": p.resolved_target(), "host": p.host, "description": p.description, "source": p.source}
+               | ({"tracker": farm.get(p.rpc_key, empty)} if args.tracker and p.rpc_key else {})
+               for p in rows]
+        print(json.dumps(out, indent=2))
         return 0
     table = Table(title="device profiles", title_justify="left")
     for col in ("name", "kind", "target", "measured", "description"):
         table.add_column(col)
+    if args.tracker:
+        table.add_column(f"at {args.tracker}: total / free / queued")
     for p in rows:
         where = "locally, on this machine" if p.measure == "local" else f"RPC tracker, key '{p.rpc_key}'"
-        table.add_row(p.name, p.kind, json.dumps(p.resolved_target()), where, p.description)
+        cells = [p.name, p.kind, json.dumps(p.resolved_target()), where, p.description]
+        if args.tracker:
+            f = farm.get(p.rpc_key, empty) if p.rpc_key else None
+            cells.append(f"{f['total']} / {f['free']} / {f['pending']}" if f else "-")
+        table.add_row(*cells)
     _console().print(table)
+    other = sorted(set(farm) - {p.rpc_key for p in rows})
+    if other:
+        print("keys at the tracker without a profile: " + ", ".join(f"{k} ({farm[k]['total']})" for k in other))
     host = next((p for p in rows if p.is_host()), None)
     if host is not None:
         from autocomp import hostcpu
@@ -51,7 +68,8 @@ def _search_config(args: argparse.Namespace):
 
     return SearchConfig(device=args.device, task=args.task, trials=args.trials,
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
-                        seed=args.seed, timeout_s=args.timeout)
+                        seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
+                        estimate=args.estimate)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -155,8 +173,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     if args.out:
         raise UserError("--out is only for --compile-only; use 'autocomp export' for a searched trial")
-    runner_for(profile)
-    ctx = prepare(load_task(args.task), profile)
+    from autocomp.measure.runner import MeasureOptions
+
+    if args.tracker:
+        from autocomp.measure.rpc import parse_tracker
+
+        parse_tracker(args.tracker)
+    options = MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key, estimate=args.estimate)
+    runner_for(profile, options)
+    ctx = prepare(load_task(args.task), profile, options)
     plan = resolve_plan(args.plan, ctx)
     result, _model, _built = evaluate_plan(ctx, plan)
     data = result.to_dict() | {"plan": plan.to_dict(), "task": ctx.task.name, "estimated": result.measured_on == "estimate"}
@@ -170,10 +195,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  memory    params {report.kib(result.param_bytes)} KiB + arena {report.kib(result.arena_bytes)} KiB; "
           f"process peak RSS {report.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
           f"{report.kib(result.runtime_rss_bytes or 0)} KiB, model {report.kib(result.model_rss_bytes or 0)} KiB)")
-    print(f"  accuracy  compiled {result.accuracy_compiled:.4f}, torch simulation {result.accuracy_sim:.4f}")
+    print(f"  accuracy  {result.accuracy_compiled:.4f} ({result.accuracy_source}), torch simulation {result.accuracy_sim:.4f}")
     for layer in result.layers:
         print(f"    {layer['name']:24s} weights {layer['weight_dtype']:8s} input {layer['activation_dtype']:8s} {layer['compute']}")
     return 0
+
+
+def _add_measure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker: measure on a device registered there")
+    p.add_argument("--rpc-key", help="device key at the tracker (default: the profile's rpc_key)")
+    p.add_argument("--estimate", action="store_true",
+                   help="no device: estimate latency from the profile's [estimate] rates (labelled 'estimate')")
 
 
 def _add_storage(p: argparse.ArgumentParser, study_required: bool) -> None:
@@ -187,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list device profiles", description="List the device profiles and where each is measured.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker: also show its devices per key")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("search", help="search compression plans for a device",
@@ -198,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_measure(p)
     _add_storage(p, study_required=False)
     p.set_defaults(func=cmd_search)
 
@@ -207,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
     p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16, w8, w4 (uniform), or a plan JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_measure(p)
     p.add_argument("--compile-only", action="store_true", help="only compile for the device; write the library to --out")
     p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")

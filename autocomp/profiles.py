@@ -47,6 +47,7 @@ class DeviceProfile:
     memory_mb: int = 0  # 0 = no memory constraint
     precisions: tuple[str, ...] = PRECISIONS
     measurement: Measurement = field(default_factory=Measurement)
+    estimate: dict[str, float] = field(default_factory=dict)  # fp32_gflops, int8_gops: user-supplied rates
     source: str = ""
 
     def is_host(self) -> bool:
@@ -137,6 +138,14 @@ def parse_profile(path: Path) -> DeviceProfile:
     for k, v in m.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k in ("warmup", "min_repeat_ms") else 1):
             raise _fail(path, f"key 'measurement.{k}' must be a positive integer, got {v!r}")
+    estimate = _typed(path, data, "estimate", dict, {})
+    for k, v in estimate.items():
+        if k not in ("fp32_gflops", "int8_gops"):
+            raise _fail(path, f"unknown key 'estimate.{k}' (known: fp32_gflops, int8_gops)")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+            raise _fail(path, f"key 'estimate.{k}' must be a positive number, got {v!r}")
+    if estimate and set(estimate) != {"fp32_gflops", "int8_gops"}:
+        raise _fail(path, "table 'estimate' needs both fp32_gflops and int8_gops")
     cores = _typed(path, data, "cores", int, 0)
     memory_mb = _typed(path, data, "memory_mb", int, 0)
     if cores < 0 or memory_mb < 0:
@@ -154,6 +163,7 @@ def parse_profile(path: Path) -> DeviceProfile:
         memory_mb=memory_mb,
         precisions=precisions,
         measurement=Measurement(**m),
+        estimate={k: float(v) for k, v in estimate.items()},
         source=str(path),
     )
 

@@ -31,6 +31,14 @@ class SearchConfig:
     storage: str | None = None
     seed: int = 0
     timeout_s: float | None = None
+    tracker: str | None = None
+    rpc_key: str | None = None
+    estimate: bool = False
+
+    def measure_options(self) -> Any:
+        from autocomp.measure.runner import MeasureOptions
+
+        return MeasureOptions(tracker=self.tracker, rpc_key=self.rpc_key, estimate=self.estimate)
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -39,6 +47,12 @@ class SearchConfig:
             raise UserError(f"--max-accuracy-drop must be a fraction in [0, 1] (0.01 = one point), got {self.max_accuracy_drop}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UserError(f"--timeout must be positive seconds, got {self.timeout_s}")
+        if self.tracker is not None:
+            from autocomp.measure.rpc import parse_tracker
+
+            parse_tracker(self.tracker)
+        if self.estimate and self.tracker:
+            raise UserError("--estimate and --tracker exclude each other: measure on the farm, or estimate")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: f
         "task_spec": cfg.task or task_name,
         "device": cfg.device,
         "max_accuracy_drop": cfg.max_accuracy_drop,
+        "measure": "estimate" if cfg.estimate else ("emulated" if (cfg.rpc_key or "").endswith("-emulated") else "device"),
         "baseline_accuracy": baseline,
         "space": space.to_dict(),
         "objectives": list(OBJECTIVES),
@@ -88,7 +103,7 @@ def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: f
 
 
 def _check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-    for key in ("version", "task", "device", "max_accuracy_drop", "space"):
+    for key in ("version", "task", "device", "max_accuracy_drop", "space", "measure"):
         if stored.get(key) != wanted.get(key):
             raise UserError(
                 f"study '{name}' was made with {key}={stored.get(key)!r}, not {wanted.get(key)!r}; "
@@ -154,11 +169,12 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
 
     cfg.validate()
     profile = load_profile(cfg.device)
-    runner_for(profile)  # a device we cannot measure on fails here, before anything is written
+    options = cfg.measure_options()
+    runner_for(profile, options)  # a device we cannot measure on fails here, before anything is written
     url = storage_mod.normalise(cfg.storage, create=True)
     study_name = cfg.study or default_study_name(cfg.task, profile.name)
     task = load_task(cfg.task)
-    ctx = prepare(task, profile)
+    ctx = prepare(task, profile, options)
     space = SearchSpace(tuple(ctx.layers), tuple(ctx.prunable))
     baseline = fp32_accuracy(ctx)
     wanted = _settings(cfg, task.name, space, baseline)

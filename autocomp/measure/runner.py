@@ -1,13 +1,15 @@
-"""Runners: where a compiled candidate is timed (MetaSchedule's Builder -> Runner split).
+"""Runners: where a compiled candidate is run and timed (MetaSchedule's Builder -> Runner split).
 
-LocalRunner times on this machine with TVM's time evaluator. Remote devices (RPC tracker) come with
-issue 6; asking for one now is a clear error, never a silent local measurement.
+A runner takes a build and returns a RunResult: latency, the accuracy it could establish and how, and
+where it ran (`measured_on`). LocalRunner runs on this machine; RPCRunner (measure/rpc.py) on a device
+obtained from a TVM RPC tracker; EstimateRunner only when the user asked for estimates, and every
+figure it produces is labelled `estimate`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,38 +33,25 @@ class Latency:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_seconds(cls, results_s: Any, m: Measurement) -> Latency:
+        ms = np.asarray(results_s, dtype=np.float64) * 1e3
+        return cls(float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms),
+                   m.number, m.min_repeat_ms)
 
-class LocalRunner:
-    """Loads the executable in this process and times it on the CPU."""
 
-    measured_on = "local"
+@dataclass(frozen=True)
+class RunResult:
+    latency: Latency
+    measured_on: str  # local | rpc:<key>@<host:port> | emulated:<key>@<host:port> | estimate
+    accuracy_compiled: float
+    accuracy_source: str  # compiled | simulation, agreeing on N samples | simulation (estimate)
+    peak_rss: Any = None  # measure.memory.PeakRSS or None
+    details: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, measurement: Measurement) -> None:
-        self.measurement = measurement
 
-    def session(self, built: BuildResult) -> LocalSession:
-        return LocalSession(built)
-
-    def time(self, session: LocalSession, example_input: np.ndarray) -> Latency:
-        import tvm
-
-        m = self.measurement
-        args = session.args(example_input)
-        for _ in range(m.warmup):
-            session.vm["main"](*args)
-        timer = session.vm.time_evaluator(
-            "main", tvm.cpu(), number=m.number, repeat=m.repeat, min_repeat_ms=m.min_repeat_ms
-        )
-        report = timer(*args)
-        results_ms = np.asarray(report.results, dtype=np.float64) * 1e3
-        return Latency(
-            median_ms=float(np.median(results_ms)),
-            p10_ms=float(np.percentile(results_ms, 10)),
-            p90_ms=float(np.percentile(results_ms, 90)),
-            samples=len(results_ms),
-            number=m.number,
-            min_repeat_ms=m.min_repeat_ms,
-        )
+class Runner(Protocol):
+    def run(self, built: BuildResult, model: Any, task: Any) -> RunResult: ...
 
 
 class LocalSession:
@@ -88,11 +77,66 @@ class LocalSession:
         return out.numpy()
 
 
-def runner_for(profile: DeviceProfile) -> LocalRunner:
-    if profile.measure == "local":
+class LocalRunner:
+    """Loads the executable in this process, times it on the CPU, evaluates it on every eval sample."""
+
+    measured_on = "local"
+
+    def __init__(self, measurement: Measurement, peak_rss: bool = True) -> None:
+        self.measurement = measurement
+        self.peak_rss = peak_rss
+
+    def session(self, built: BuildResult) -> LocalSession:
+        return LocalSession(built)
+
+    def time(self, session: LocalSession, example_input: np.ndarray) -> Latency:
+        import tvm
+
+        m = self.measurement
+        args = session.args(example_input)
+        for _ in range(m.warmup):
+            session.vm["main"](*args)
+        timer = session.vm.time_evaluator("main", tvm.cpu(), number=m.number, repeat=m.repeat,
+                                          min_repeat_ms=m.min_repeat_ms)
+        return Latency.from_seconds(timer(*args).results, m)
+
+    def run(self, built: BuildResult, model: Any, task: Any) -> RunResult:
+        from autocomp import evaluate
+        from autocomp.measure.memory import measure_peak_rss
+
+        session = self.session(built)
+        latency = self.time(session, task.example_input.numpy())
+        accuracy = evaluate.accuracy_compiled(session.run, task)
+        rss = measure_peak_rss(built, tuple(task.example_input.shape)) if self.peak_rss else None
+        return RunResult(latency, self.measured_on, accuracy, "compiled", rss)
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How the user asked to reach devices (flags of search / evaluate)."""
+
+    tracker: str | None = None  # HOST:PORT of a TVM RPC tracker
+    rpc_key: str | None = None  # default: the profile's rpc_key
+    estimate: bool = False
+    timeout_s: float = 120.0  # per remote measurement
+    retries: int = 2  # other devices tried after a failure
+
+
+def runner_for(profile: DeviceProfile, options: MeasureOptions | None = None) -> Runner:
+    """The runner for a profile; a device that cannot be reached is a UserError now, not a bad trial later."""
+    options = options or MeasureOptions()
+    if options.tracker:
+        from autocomp.measure.rpc import RPCRunner
+
+        return RPCRunner(profile, options)
+    if profile.measure == "local" and not options.estimate:
         return LocalRunner(profile.measurement)
+    if options.estimate:
+        from autocomp.measure.estimate import EstimateRunner
+
+        return EstimateRunner(profile)
     raise UserError(
-        f"device '{profile.name}' is measured on the board through a TVM RPC tracker "
-        f"(key '{profile.rpc_key}'), which this version of autocomp cannot reach yet; "
-        "use --device host"
+        f"device '{profile.name}' is measured on the board through a TVM RPC tracker: pass "
+        f"--tracker HOST:PORT (boards register with key '{profile.rpc_key}'), or --estimate for "
+        "figures estimated from the profile's rates, labelled 'estimate'"
     )

@@ -1,0 +1,68 @@
+"""Estimated latency, for when no device can be reached and the user asked for `--estimate`.
+
+latency = sum over conv / linear layers of MACs / (the profile's sustained rate for that layer's
+arithmetic). The rates are the profile's `[estimate]` table: numbers the user supplies for their board,
+not measurements. Accuracy is the PyTorch simulation's. Every figure is labelled `estimate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocomp.errors import UserError
+from autocomp.measure.runner import Latency, RunResult
+from autocomp.profiles import DeviceProfile
+
+
+def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[int, bool]]:
+    """Per conv / linear (plain or quantized): multiply-accumulates, and whether it runs in integers."""
+    from autocomp.compress.quantize import QuantizedLayer
+
+    found: dict[str, tuple[int, bool]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, QuantizedLayer)):
+            def hook(mod: nn.Module, _inp: Any, out: torch.Tensor, name: str = name) -> None:
+                if isinstance(mod, QuantizedLayer):
+                    shape, integer = mod.weight_shape, mod.integer
+                else:
+                    shape, integer = tuple(mod.weight.shape), False
+                per_output = 1
+                for d in shape[1:]:
+                    per_output *= d
+                found[name] = (int(out.numel()) * per_output, integer)
+            hooks.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+class EstimateRunner:
+    measured_on = "estimate"
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        if not profile.estimate:
+            raise UserError(
+                f"--estimate needs the rates of device '{profile.name}': add an [estimate] table with "
+                f"fp32_gflops and int8_gops to {profile.source}"
+            )
+        self.profile = profile
+
+    def run(self, built: Any, model: Any, task: Any) -> RunResult:
+        from autocomp import evaluate
+
+        rates = self.profile.estimate
+        seconds = 0.0
+        for macs, integer in layer_macs(model, task.example_input).values():
+            rate = rates["int8_gops"] if integer else rates["fp32_gflops"]
+            seconds += 2 * macs / (rate * 1e9)
+        ms = seconds * 1e3
+        latency = Latency(ms, ms, ms, 0, 0, 0)
+        return RunResult(latency, self.measured_on, evaluate.accuracy_torch(model, task), "simulation (estimate)")

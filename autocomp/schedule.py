@@ -1,0 +1,285 @@
+"""Zero-tuning CPU schedules for the fused conv2d PrimFuncs that TVM 0.27's Relax CPU legalize+fusion emits.
+
+Why: TVM 0.27 ships no x86 conv2d schedules (no TOPI strategies, dlight.cpu covers only GEMV/reductions),
+so an untuned conv2d compiles to a naive scalar 7-deep loop nest (~2 GFLOP/s). MetaSchedule needs minutes
+per kernel. A fixed "direct conv, vectorized over output channels" template reaches a large fraction of
+peak in well under a second of schedule time, for any shape, with no search.
+
+Entry point: ``schedule_module(mod, target) -> (IRModule, report)``, called by ``autocomp.build`` between
+``legalize`` and the rest of the pipeline (RewriteDataflowReshape ... StaticPlanBlockMemory, finalize).
+
+The conv template (NCHW data, OIHW weight, groups=1, any stride/padding/kernel):
+
+* output channels are the SIMD axis: weights are repacked inside the kernel (a cheap O(weights) stage
+  that runs every call) to ``[O/VF, I, KH, KW, VF]`` so one contiguous vector load gives VF output
+  channels, and each input pixel is a scalar broadcast. Strided convs cost nothing extra (broadcasts
+  do not care about stride) and small spatial sizes (7x7) still fill all lanes, which vectorizing
+  along the width would not.
+* a register tile of ``VF`` channels x ``TY x TX`` output pixels is accumulated in a ``local`` buffer
+  laid out ``[y, x, f]`` (f innermost) so that after unrolling LLVM keeps it in vector registers.
+* the whole fused epilogue (bias, relu, requantize: cast/multiply/add/divide/round/clip/cast) is
+  inlined into one block and computed right after each tile (``reverse_compute_at``), so the
+  int32/fp32 conv result never goes to memory.
+* parallel over the fused (batch, channel-block, pixel-block) loop.
+* int8 (u8/i8 data x i8 weight -> i32) uses the same template with int32 lanes (exact). It does not
+  use VNNI / SDOT dot-product instructions yet, so int8 runs about as fast as fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+from tvm import s_tir, tirx
+
+# ----------------------------------------------------------------------------------------------
+# target helpers
+
+
+def vector_bits(target: tvm.target.Target) -> int:
+    """SIMD register width in bits.
+
+    ``tvm.target.codegen.llvm_get_vector_width`` returns 512 for every x86 mcpu in this wheel (even
+    haswell / generic), so ask LLVM for the CPU features instead.
+    """
+    from tvm.target import codegen
+
+    try:
+        with target:
+            if codegen.llvm_cpu_has_features(["avx512f"], target):
+                return 512
+            if codegen.llvm_cpu_has_features(["avx2"], target) or codegen.llvm_cpu_has_features(["avx"], target):
+                return 256
+    except Exception:  # non-x86 / feature query unsupported
+        pass
+    return 128
+
+
+def num_vector_regs(target: tvm.target.Target) -> int:
+    return 32 if vector_bits(target) == 512 else 16
+
+
+# ----------------------------------------------------------------------------------------------
+# pattern matching
+
+
+@dataclass
+class ConvInfo:
+    block: str
+    n: int
+    o: int
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    acc_dtype: str
+    data_read: int  # index of the (padded) data in block.reads
+    weight_read: int  # index of the weight in block.reads
+
+
+def _const(x) -> int | None:
+    v = getattr(x, "value", None)  # IntImm lives in tvm.ir in 0.27 (not tirx.IntImm)
+    return int(v) if isinstance(v, int) else None
+
+
+def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
+    """Return the (single) plain conv2d-NCHW/OIHW block of the function, or None.
+
+    Recognised structurally: 7 iter vars ``SSSSRRR``, a 4-d write, two 4-d reads of which one (the
+    weight) is indexed exactly by ``[f, rc, ry, rx]``. Grouped / depthwise convs (different shapes and
+    index patterns) are not matched and are left unscheduled.
+    """
+    found = None
+    for blk_rv in sch.get_child_blocks(_root(sch)):
+        blk = sch.get(blk_rv)
+        ivs = blk.iter_vars
+        kinds = "".join("S" if iv.iter_type == tirx.IterVar.DataPar else "R" for iv in ivs)
+        if kinds != "SSSSRRR" or len(blk.writes) != 1 or len(blk.reads) < 2:
+            continue
+        out = blk.writes[0].source
+        vn, vf, vy, vx, vrc, vry, vrx = [iv.var for iv in ivs]
+        wr = None
+        dr = None
+        for i, r in enumerate(blk.reads):
+            idx = [rg.min for rg in r.region]
+            if r.source.same_as(out) or len(idx) != 4:
+                continue
+            if all(a.same_as(b) for a, b in zip(idx, [vf, vrc, vry, vrx])):
+                wr = i
+            elif idx[0].same_as(vn) and idx[1].same_as(vrc):
+                dr = i
+        if wr is None or dr is None:
+            continue
+        dims = [_const(iv.dom.extent) for iv in ivs]
+        if any(d is None for d in dims):
+            continue
+        n, o, h, w, c, kh, kw = dims
+        found = ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr)
+    return found
+
+
+def _root(sch: s_tir.Schedule):
+    return sch.get_sblock("root")
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+    for d in range(min(n, cap), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+# ----------------------------------------------------------------------------------------------
+# conv schedule
+
+
+def pick_tile(info: ConvInfo, target) -> tuple[int, int, int]:
+    """(VF, TY, TX): output channels per tile (1 or 2 SIMD registers) and the pixel tile.
+
+    lanes = SIMD lanes for a 32-bit accumulator (16 AVX-512, 8 AVX2, 4 SSE/NEON), halved until it
+    divides O (so 24 or 40 channels use 8 lanes). The accumulator budget is 16 registers on AVX-512
+    (32 regs; 28 spilled) and 12 on AVX2 (16 regs). TX is the largest divisor of the width that fits, TY a divisor of the height for
+    the rest; when the pixel tile is small (7x7 maps: 7 pixels) two channel vectors are used so that
+    each input broadcast feeds 2 FMAs and there are enough independent accumulators.
+    """
+    bits = vector_bits(target)
+    lanes = bits // 32
+    while lanes > 1 and info.o % lanes:
+        lanes //= 2
+    # accumulator budget: measured on Zen 4, 28 accumulators spill (2x slower), 14-16 is the sweet spot
+    budget = 16 if num_vector_regs(target) >= 32 else 12
+    best = None
+    for nvec in (1, 2, 3, 4):
+        vf = lanes * nvec
+        if info.o % vf:
+            continue
+        pix_budget = budget // nvec
+        tx = _divisor_at_most(info.w, pix_budget)
+        ty = _divisor_at_most(info.h, max(1, pix_budget // tx))
+        acc = nvec * tx * ty
+        # score: accumulators used (latency hiding) and loads per FMA: (nvec + px) / (nvec * px)
+        px = tx * ty
+        score = (min(acc, budget), -(nvec + px) / (nvec * px))
+        if best is None or score > best[0]:
+            best = (score, (vf, ty, tx))
+    return best[1]
+
+
+def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None = None) -> tirx.PrimFunc | None:
+    """Schedule one fused conv2d PrimFunc; returns None when the pattern is not supported."""
+    sch = s_tir.Schedule(func)
+    info = find_conv(sch)
+    if info is None:
+        return None
+    conv = sch.get_sblock(info.block)
+    vf, ty, tx = tile or pick_tile(info, target)
+
+    # 1. collapse the epilogue: inline every elementwise block after the conv into the last one.
+    root = _root(sch)
+    blocks = sch.get_child_blocks(root)
+    names = [sch.get(b).name_hint for b in blocks]
+    pos = names.index(info.block)
+    after = names[pos + 1 :]
+    for nm in after[:-1]:
+        sch.compute_inline(sch.get_sblock(nm))
+    conv_buf = sch.get(conv).writes[0].source
+    if after:
+        epi = sch.get_sblock(after[-1])
+        sch.set_scope(conv, 0, "local")
+    else:  # conv writes the function output directly
+        epi = sch.cache_write(conv, 0, "local")
+        conv = sch.get_sblock(info.block)
+
+    # 2. weight repack [O, I, KH, KW] -> [O/VF, I, KH, KW, VF] (runs every call, O(weights)).
+    wpack = sch.cache_read(conv, info.weight_read, "global")
+    sch.transform_layout(conv, ("read", info.weight_read), lambda o, i, h, w: (o // vf, i, h, w, o % vf))
+    # accumulator layout: f innermost so a vector of VF channels is contiguous
+    sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
+
+    # 3. tile the conv
+    n, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    fo, fi = sch.split(f, [None, vf])
+    yo, yi = sch.split(y, [None, ty])
+    xo, xi = sch.split(x, [None, tx])
+    sch.reorder(n, fo, yo, xo, rc, ry, rx, yi, xi, fi)
+    outer = sch.fuse(n, fo, yo, xo)
+    sch.reverse_compute_at(epi, outer)
+    sch.parallel(outer)
+    # annotate loops *before* decompose_reduction: afterwards the update block is neither "complete"
+    # nor "reduction" and vectorize/parallel refuse it.
+    sch.vectorize(fi)
+    sch.unroll(xi)
+    sch.unroll(yi)
+    sch.unroll(rx)
+    init = sch.decompose_reduction(conv, rc)
+    il = sch.get_loops(init)
+    sch.vectorize(il[-1])
+    for lp in il[1:-1]:
+        sch.unroll(lp)
+    # epilogue: loops (n, f, y, x) inside the tile; vectorize along x (contiguous NCHW store)
+    el = sch.get_loops(epi)[1:]
+    sch.unroll(el[-2]) if len(el) >= 2 else None
+    sch.vectorize(el[-1])
+
+    # 4. side stages: weight packing (vectorized over the packed VF axis: 2x faster than a scalar
+    #    scatter), padding copy (parallel over channels)
+    po_, i_, h_, w_ = sch.get_loops(wpack)
+    pa, pb = sch.split(po_, [None, vf])
+    sch.reorder(pa, i_, h_, w_, pb)
+    sch.parallel(pa)
+    sch.vectorize(pb)
+    for b in sch.get_child_blocks(root):
+        nm = sch.get(b).name_hint
+        if nm.startswith("pad_temp"):
+            _parallel_elementwise(sch, b)
+    return sch.mod["main"]
+
+
+def _parallel_elementwise(sch, blk, vec_cap: int = 64) -> None:
+    loops = sch.get_loops(blk)
+    if not loops:
+        return
+    ext = [_const(sch.get(lp).extent) or 1 for lp in loops]
+    # parallel over the leading loops until there is enough work, vectorize the innermost if small
+    if len(loops) >= 2:
+        k = 1
+        work = ext[0]
+        while k < len(loops) - 1 and work < 16:
+            work *= ext[k]
+            k += 1
+        p = sch.fuse(*loops[:k]) if k > 1 else loops[0]
+        sch.parallel(p)
+
+
+# ----------------------------------------------------------------------------------------------
+# module driver
+
+
+def schedule_module(mod: tvm.IRModule, target) -> tuple[tvm.IRModule, dict[str, str]]:
+    """Rewrite every conv2d PrimFunc of ``mod`` with :func:`schedule_conv`; leave the rest alone.
+
+    Returns the new module (``mod`` is untouched: IRModule item assignment mutates in place) and, per
+    conv function, "scheduled" or why not. A function whose schedule raises keeps TVM's default.
+    """
+    target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
+    funcs = {gv: f for gv, f in mod.functions_items()}
+    out = tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
+    report: dict[str, str] = {}
+    for gv, func in list(mod.functions_items()):
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        try:
+            new = schedule_conv(func, target)
+        except Exception as exc:  # noqa: BLE001 - a failed schedule keeps the default, never the search down
+            report[gv.name_hint] = f"default schedule ({type(exc).__name__}: {str(exc).splitlines()[-1][:200]})"
+            continue
+        if new is None:
+            if "conv2d" in gv.name_hint:
+                report[gv.name_hint] = "default schedule (not a plain NCHW conv2d: grouped or depthwise)"
+            continue
+        if func.attrs and "global_symbol" in func.attrs:
+            new = new.with_attr("global_symbol", func.attrs["global_symbol"])
+        out[gv] = new
+        report[gv.name_hint] = "scheduled"
+    return out, report

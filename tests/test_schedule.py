@@ -1,0 +1,86 @@
+"""The zero-tuning conv2d schedules: applied where they fit, and never change a result."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autocomp.build import build, legalize
+from autocomp.compress import compress
+from autocomp.lower import lower
+from autocomp.measure.runner import LocalSession
+from autocomp.plan import CompressionPlan
+from autocomp.schedule import pick_tile, find_conv, schedule_module
+
+
+def unscheduled_outputs(lowered, x):
+    import tvm
+    from tvm import relax
+
+    ex = tvm.compile(lowered.mod, target=tvm.target.Target({"kind": "llvm"}))
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(p) for p in lowered.params])
+    while not hasattr(out, "numpy"):
+        out = out[0]
+    return out.numpy()
+
+
+@pytest.mark.parametrize("w_bits, a_bits", [(32, 32), (8, 8), (4, 8)])
+def test_every_conv_is_scheduled_and_results_are_unchanged(digits_task, digits_ctx, host, w_bits, a_bits):
+    plan = CompressionPlan.uniform(digits_ctx.layers, w_bits, a_bits)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    lowered = lower(model, digits_task.example_input)
+    built = build(lowered, host)
+    assert list(built.kernels.values()) == ["scheduled", "scheduled"]
+    session = LocalSession(built)
+    for x in digits_task.eval_inputs[:8]:
+        x = x[None].numpy()
+        got, want = session.run(x), unscheduled_outputs(lowered, x)
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+class OddShapes(nn.Module):
+    """Channel counts that are multiples of 8 but not 16, stride 2, 1x1, a non-square input, depthwise."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 24, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(24, 40, 1)
+        self.dw = nn.Conv2d(40, 40, 3, padding=1, groups=40)
+        self.c = nn.Conv2d(40, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.c(torch.relu(self.dw(torch.relu(self.b(torch.relu(self.a(x)))))))
+
+
+def test_odd_shapes_schedule_or_fall_back_and_stay_correct(host):
+    torch.manual_seed(0)
+    model, x = OddShapes().eval(), torch.randn(1, 3, 30, 22)
+    lowered = lower(model, x)
+    built = build(lowered, host)
+    statuses = list(built.kernels.values())
+    assert statuses.count("scheduled") == 3
+    assert any("depthwise" in s for s in statuses)  # the grouped conv keeps TVM's default schedule
+    got = LocalSession(built).run(x.numpy())
+    assert np.allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_schedule_module_leaves_its_input_untouched(digits_task, digits_ctx, host):
+    fused = legalize(lower(digits_ctx.model, digits_task.example_input).mod, host.tvm_target())
+    before = fused.script()
+    scheduled, report = schedule_module(fused, host.tvm_target())
+    assert fused.script() == before and scheduled.script() != before
+    assert set(report.values()) == {"scheduled"}
+
+
+@pytest.mark.parametrize("mcpu, lanes", [("znver4", 16), ("haswell", 8), ("x86-64", 4)])
+def test_tile_follows_the_target_vector_width(digits_task, digits_ctx, host, mcpu, lanes):
+    import tvm
+    from tvm import s_tir
+
+    fused = legalize(lower(digits_ctx.model, digits_task.example_input).mod, host.tvm_target())
+    conv = next(f for gv, f in fused.functions_items() if "conv2d1" in gv.name_hint)
+    info = find_conv(s_tir.Schedule(conv))
+    vf, ty, tx = pick_tile(info, tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+    assert vf % min(lanes, info.o) == 0 and info.o % vf == 0
+    assert info.h % ty == 0 and info.w % tx == 0
