@@ -67,20 +67,13 @@ def test_memory_figures_come_from_the_artifact(digits_task, digits_ctx, host):
 
 
 def test_aarch64_cross_compile(digits_task, digits_ctx, tmp_path):
+    import subprocess
+
     rpi4 = load_profile("rpi4")
     built = build(lower(digits_ctx.model, digits_task.example_input), rpi4)
     path = export_library(built, rpi4, tmp_path)
-    data = path.read_bytes()
-    if path.suffix == ".so":
-        assert data[:4] == b"\x7fELF" and int.from_bytes(data[18:20], "little") == 183  # EM_AARCH64
-    else:
-        import tarfile
-
-        with tarfile.open(path) as tar:
-            objs = [m for m in tar.getmembers() if m.name.endswith(".o")]
-            assert objs
-            head = tar.extractfile(objs[0]).read(20)
-            assert int.from_bytes(head[18:20], "little") == 183
+    assert path.suffix == ".so", "aarch64-linux-gnu-gcc is missing: 'make test' installs it"
+    assert "ARM aarch64" in subprocess.run(["file", str(path)], capture_output=True, text=True).stdout
 
 
 def test_integer_layers_compute_in_int8_with_int32_accumulation(digits_task, digits_ctx):
