@@ -76,3 +76,64 @@ def onnx_accuracy(path: Path, task: Any) -> float:
     x = task.eval_inputs.numpy()
     out = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
     return float(task.metric(torch.from_numpy(out), task.eval_targets))
+
+
+def resnet18_like(num_classes: int = 1000) -> Any:
+    """ResNet-18's layout (BasicBlocks 2-2-2-2, 64-512 channels) with random weights: for latency only."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.down = None
+            if stride != 1 or cin != cout:
+                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            return torch.relu(y + (x if self.down is None else self.down(x)))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1))
+            chans, layers, cin = [64, 128, 256, 512], [], 64
+            for i, c in enumerate(chans):
+                layers += [Block(cin, c, 1 if i == 0 else 2), Block(c, c, 1)]
+                cin = c
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(512, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(torch.mean(self.layers(self.stem(x)), dim=(2, 3), keepdim=True), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained net has
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def nominal_fma_peak_gflops() -> tuple[float, str]:
+    """cores x clock x fp32 lanes x 2 (FMA) x 2 (FMA pipes): a nominal figure, labelled as such."""
+    from autocomp import hostcpu
+
+    cpu = hostcpu.detect()
+    mhz = 0.0
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                mhz = max(mhz, float(line.split(":")[1]))
+    lanes = 16 if "avx512f" in cpu.features else 8 if "avx2" in cpu.features else 4
+    peak = cpu.cores * mhz * 1e-3 * lanes * 2 * 2
+    return peak, f"nominal fp32 FMA peak {peak:.0f} GFLOP/s = {cpu.cores} cores x {mhz:.0f} MHz x {lanes} lanes x 2 (FMA) x 2 pipes"

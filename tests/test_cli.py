@@ -97,3 +97,62 @@ def test_evaluate_rejects_a_plan_for_another_model(tmp_path):
     assert r.returncode == 2 and "'nope' is not a searchable layer" in r.stderr
     r = autocomp("evaluate", "--task", "digits", "--plan", "w3a3")
     assert r.returncode == 2 and "neither one of" in r.stderr
+
+
+@pytest.mark.parametrize("device, module", [("jetson-orin-nano", "cuda"), ("mali-g76", "opencl"), ("adreno-640", "opencl")])
+def test_gpu_profiles_compile_device_code(tmp_path, device, module):
+    out = tmp_path / device
+    r = autocomp("evaluate", "--device", device, "--task", "digits", "--plan", "w16", "--compile-only", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(r.stdout)
+    art = manifest["artifact"]
+    assert module in art["modules"] and "llvm" in art["modules"]  # device code and host code
+    assert art["target"]["kind"] == module and manifest["measured_on"] is None
+    assert (out / art["library"]).stat().st_size > 0 and (out / "params.bin").is_file()
+
+
+def test_cross_compiled_library_is_aarch64(tmp_path):
+    out = tmp_path / "rpi4"
+    r = autocomp("evaluate", "--device", "rpi4", "--task", "digits", "--plan", "w8a8", "--compile-only", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    info = subprocess.run(["file", str(out / "model.so")], capture_output=True, text=True).stdout
+    assert "ARM aarch64" in info and "shared object" in info
+
+
+ESTIMATE_PROFILE = """name = "board"
+description = "a board nobody can reach (tests)"
+kind = "cpu"
+measure = "rpc"
+rpc_key = "board"
+[target]
+kind = "llvm"
+mtriple = "aarch64-linux-gnu"
+mcpu = "cortex-a72"
+[estimate]
+fp32_gflops = 10.0
+int8_gops = 20.0
+"""
+
+
+def test_unreachable_device_needs_an_explicit_estimate_and_it_is_labelled(tmp_path):
+    import os
+
+    (tmp_path / "board.toml").write_text(ESTIMATE_PROFILE)
+    env = dict(os.environ, AUTOCOMP_PROFILE_PATH=str(tmp_path))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "autocomp", *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=600)
+
+    r = run("search", "--device", "board", "--task", "digits", "--trials", "1")
+    assert r.returncode == 2 and "--tracker" in r.stderr and "--estimate" in r.stderr
+    r = run("evaluate", "--device", "board", "--task", "digits", "--plan", "w8a8", "--estimate", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["measured_on"] == "estimate" and d["estimated"] is True
+    assert d["accuracy_source"] == "simulation (estimate)" and d["peak_rss_bytes"] is None
+    r = run("search", "--device", "board", "--task", "digits", "--trials", "3", "--estimate", "--max-accuracy-drop", "0.05")
+    assert r.returncode == 0, r.stderr
+    assert "(estimated)" in r.stdout
+    front = json.loads(run("front", "--study", "digits@board", "--json").stdout)
+    assert front and all(p["estimated"] and p["measured_on"] == "estimate" for p in front)

@@ -1,0 +1,97 @@
+"""Compiled latency of autocomp's fp32 and int8 artifacts vs onnxruntime and PyTorch, in one run.
+
+    python scripts/bench_latency.py [--json] [--models builtin,resnet18]
+
+Models: the built-in task's FashionNet (1x1x28x28) and a ResNet-18-shaped net at 1x3x224x224 (random
+weights: latency only). Paths: autocomp-fp32, autocomp-int8 (uniform w8a8), ort-fp32, ort-int8
+(onnxruntime quantize_static, QDQ, u8/s8), torch (eager fp32). GFLOP/s counts 2 x the conv / linear
+multiply-accumulates of the fp32 model. Compare ratios from one run; the CPU is printed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+warnings.filterwarnings("ignore")
+
+import _bench  # noqa: E402
+
+
+def model_cases(names: list[str]):  # type: ignore[no-untyped-def]
+    import torch
+
+    from autocomp.tasks import Task, load_task
+
+    for name in names:
+        if name == "builtin":
+            yield "fashionnet-28", load_task(None)
+        elif name == "resnet18":
+            net = _bench.resnet18_like()
+            gen = torch.Generator().manual_seed(0)
+            calib = torch.randn(16, 3, 224, 224, generator=gen)
+            x = torch.randn(8, 3, 224, 224, generator=gen)
+            yield "resnet18-224", Task(name="resnet18-like", build_model=lambda net=net: net, example_input=x[:1],
+                                       calib_data=calib, eval_inputs=x, eval_targets=torch.zeros(8, dtype=torch.long))
+        else:
+            raise SystemExit(f"unknown model {name!r}: builtin, resnet18")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--models", default="builtin,resnet18")
+    args = parser.parse_args()
+
+    from autocomp.artifacts import export_onnx
+    from autocomp.build import build
+    from autocomp.candidate import prepare
+    from autocomp.compress import compress
+    from autocomp.lower import lower
+    from autocomp.measure.estimate import layer_macs
+    from autocomp.measure.runner import LocalRunner
+    from autocomp.plan import CompressionPlan
+    from autocomp.profiles import load_profile
+
+    host = load_profile("host")
+    runner = LocalRunner(host.measurement, peak_rss=False)
+    peak, peak_text = _bench.nominal_fma_peak_gflops()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    rows = []
+    for model_name, task in model_cases(args.models.split(",")):
+        ctx = prepare(task, host)
+        x = task.example_input
+        gflop = 2 * sum(m for m, _ in layer_macs(ctx.model, x).values()) / 1e9
+        fp32_onnx = tmp / f"{model_name}.onnx"
+        export_onnx(ctx.model, x, fp32_onnx)
+        int8_onnx = tmp / f"{model_name}-int8.onnx"
+        _bench.ort_quantize_static(fp32_onnx, int8_onnx, task.calib_data.numpy())
+        timings = {"ort-fp32": _bench.ort_ms(fp32_onnx, x.numpy()), "ort-int8": _bench.ort_ms(int8_onnx, x.numpy()),
+                   "torch": _bench.torch_ms(ctx.model, x)}
+        for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
+            model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
+            built = build(lower(model, x), host)
+            timings[path] = runner.time(runner.session(built), x.numpy()).median_ms
+        for path in ("autocomp-fp32", "autocomp-int8", "ort-fp32", "ort-int8", "torch"):
+            ms = timings[path]
+            rows.append({"model": model_name, "path": path, "latency_ms": ms, "gflops": gflop / (ms / 1e3),
+                         "vs_ort_fp32": ms / timings["ort-fp32"], "vs_ort_int8": ms / timings["ort-int8"]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(_bench.cpu_banner())
+    print(peak_text)
+    print(f"{'model':14s} {'path':14s} {'latency ms':>10s} {'GFLOP/s':>8s} {'% fp32 pk':>9s} {'x ort fp32':>10s} {'x ort int8':>10s}")
+    for r in rows:
+        print(f"{r['model']:14s} {r['path']:14s} {r['latency_ms']:10.3f} {r['gflops']:8.1f} "
+              f"{100 * r['gflops'] / peak:8.1f}% {r['vs_ort_fp32']:10.2f} {r['vs_ort_int8']:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
