@@ -112,11 +112,10 @@ def _write_artifacts(tmp: Path, ctx: Any, plan: Any) -> dict[str, Any]:
 
     from autocomp import evaluate
     from autocomp.build import build
-    from autocomp.compress import compress
     from autocomp.lower import lower
 
     task, profile = ctx.task, ctx.profile
-    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+    model = ctx.compress(plan)
     lowered = lower(model, task.example_input)
     built = build(lowered, profile)
     info = write_compiled(tmp, built, lowered, profile)
@@ -173,12 +172,11 @@ def atomic_directory(out: Path, force: bool, fill: Callable[[Path], dict[str, An
 def compile_only(ctx: Any, plan: Any, out: Path, force: bool = False) -> dict[str, Any]:
     """Write the compiled library for the profile's target without measuring anything."""
     from autocomp.build import build
-    from autocomp.compress import compress
     from autocomp.lower import lower
 
     def fill(tmp: Path) -> dict[str, Any]:
         task = ctx.task
-        model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+        model = ctx.compress(plan)
         lowered = lower(model, task.example_input)
         info = write_compiled(tmp, build(lowered, ctx.profile), lowered, ctx.profile)
         return {"_type": "autocomp.CompiledArtifact", "_version": MANIFEST_VERSION,
@@ -204,7 +202,7 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
     settings = study.user_attrs.get(search.ATTR, {})
     plan = search.plan_of(trial)
     profile = load_profile(settings.get("device", "host"))
-    ctx = prepare(load_task(settings.get("task_spec")), profile)
+    ctx = prepare(load_task(settings.get("task_spec")), profile, finetune_steps=settings.get("finetune_steps", 0))
     measured = trial.user_attrs["result"]
 
     def fill(tmp: Path) -> dict[str, Any]:

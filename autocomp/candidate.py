@@ -35,6 +35,18 @@ class Context:
     prunable: list[str]
     host_cpu: dict[str, Any]
     options: Any = None  # measure.runner.MeasureOptions
+    finetune_steps: int = 0  # distillation steps after pruning (0: none)
+
+    def compress(self, plan: Any) -> nn.Module:
+        """The compressed model of a plan, exactly as every stage (search, evaluate, export) builds it."""
+        from autocomp.compress.distill import Recovery
+
+        task = self.task
+        recovery = None
+        if self.finetune_steps > 0:
+            inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
+            recovery = Recovery(self.finetune_steps, inputs)
+        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery)
 
     def runner(self) -> Any:
         from autocomp.measure.runner import runner_for
@@ -42,14 +54,15 @@ class Context:
         return runner_for(self.profile, self.options)
 
 
-def prepare(task: Task, profile: DeviceProfile, options: Any = None) -> Context:
+def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_steps: int = 0) -> Context:
     from autocomp import hostcpu
 
     model = task.build_model().eval()
     layers = searchable_layers(model)
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
     prunable = prunable_layers(model, task.example_input, protected)
-    return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options)
+    return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options,
+                   finetune_steps)
 
 
 @dataclass
@@ -98,7 +111,7 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
 
     task, timings = ctx.task, {}
     t = time.perf_counter()
-    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+    model = ctx.compress(plan)
     timings["compress"] = time.perf_counter() - t
 
     t = time.perf_counter()

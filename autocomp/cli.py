@@ -69,7 +69,7 @@ def _search_config(args: argparse.Namespace):
     return SearchConfig(device=args.device, task=args.task, trials=args.trials,
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
                         seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
-                        estimate=args.estimate)
+                        estimate=args.estimate, finetune_steps=args.finetune_steps)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -162,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError("--compile-only needs --out DIR for the compiled library")
         from autocomp.artifacts import compile_only
 
-        ctx = prepare(load_task(args.task), profile)
+        ctx = prepare(load_task(args.task), profile, finetune_steps=args.finetune_steps)
         manifest = compile_only(ctx, resolve_plan(args.plan, ctx), Path(args.out), force=args.force)
         if args.json:
             print(json.dumps(manifest, indent=2))
@@ -181,7 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         parse_tracker(args.tracker)
     options = MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key, estimate=args.estimate)
     runner_for(profile, options)
-    ctx = prepare(load_task(args.task), profile, options)
+    ctx = prepare(load_task(args.task), profile, options, args.finetune_steps)
     plan = resolve_plan(args.plan, ctx)
     result, _model, _built = evaluate_plan(ctx, plan)
     data = result.to_dict() | {"plan": plan.to_dict(), "task": ctx.task.name, "estimated": result.measured_on == "estimate"}
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="distillation steps that recover a pruned candidate's accuracy (default 0: none)")
     _add_measure(p)
     _add_storage(p, study_required=False)
     p.set_defaults(func=cmd_search)
@@ -242,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16, w8, w4 (uniform), or a plan JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_measure(p)
+    p.add_argument("--finetune-steps", type=int, default=0, help="distillation steps after pruning (default 0)")
     p.add_argument("--compile-only", action="store_true", help="only compile for the device; write the library to --out")
     p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")

@@ -34,6 +34,7 @@ class SearchConfig:
     tracker: str | None = None
     rpc_key: str | None = None
     estimate: bool = False
+    finetune_steps: int = 0
 
     def measure_options(self) -> Any:
         from autocomp.measure.runner import MeasureOptions
@@ -51,6 +52,8 @@ class SearchConfig:
             from autocomp.measure.rpc import parse_tracker
 
             parse_tracker(self.tracker)
+        if self.finetune_steps < 0:
+            raise UserError(f"--finetune-steps must be >= 0, got {self.finetune_steps}")
         if self.estimate and self.tracker:
             raise UserError("--estimate and --tracker exclude each other: measure on the farm, or estimate")
 
@@ -94,6 +97,7 @@ def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: f
         "task_spec": cfg.task or task_name,
         "device": cfg.device,
         "max_accuracy_drop": cfg.max_accuracy_drop,
+        "finetune_steps": cfg.finetune_steps,
         "measure": "estimate" if cfg.estimate else ("emulated" if (cfg.rpc_key or "").endswith("-emulated") else "device"),
         "baseline_accuracy": baseline,
         "space": space.to_dict(),
@@ -103,7 +107,7 @@ def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: f
 
 
 def _check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-    for key in ("version", "task", "device", "max_accuracy_drop", "space", "measure"):
+    for key in ("version", "task", "device", "max_accuracy_drop", "space", "measure", "finetune_steps"):
         if stored.get(key) != wanted.get(key):
             raise UserError(
                 f"study '{name}' was made with {key}={stored.get(key)!r}, not {wanted.get(key)!r}; "
@@ -174,7 +178,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     url = storage_mod.normalise(cfg.storage, create=True)
     study_name = cfg.study or default_study_name(cfg.task, profile.name)
     task = load_task(cfg.task)
-    ctx = prepare(task, profile, options)
+    ctx = prepare(task, profile, options, cfg.finetune_steps)
     space = SearchSpace(tuple(ctx.layers), tuple(ctx.prunable))
     baseline = fp32_accuracy(ctx)
     wanted = _settings(cfg, task.name, space, baseline)

@@ -1,4 +1,4 @@
-"""Compression in PyTorch: prune, quantize, (later) distill; `compress()` applies a plan."""
+"""Compression in PyTorch: prune, distill, fold, quantize; `compress()` applies a plan."""
 
 from autocomp.compress.pipeline import compress
 

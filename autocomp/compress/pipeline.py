@@ -1,11 +1,13 @@
-"""Apply a CompressionPlan to a trained model: prune (and re-estimate BatchNorm statistics on the
-calibration data), fold BatchNorm into convolutions, then quantize with calibration."""
+"""Apply a CompressionPlan to a trained model: prune (re-estimate BatchNorm statistics on the
+calibration data, optionally distill from the original), fold BatchNorm into convolutions, then
+quantize with calibration."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from autocomp.compress.distill import Recovery, distill
 from autocomp.compress.fold import fold_batchnorm
 from autocomp.compress.prune import prune
 from autocomp.compress.quantize import quantize
@@ -14,11 +16,16 @@ from autocomp.plan import CompressionPlan
 
 
 def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tensor,
-             calib_data: torch.Tensor, protected: tuple[str, ...]) -> nn.Module:
-    """A new compressed model; `model` is left untouched. Deterministic for a given plan."""
+             calib_data: torch.Tensor, protected: tuple[str, ...], recovery: Recovery | None = None) -> nn.Module:
+    """A new compressed model; `model` is left untouched. Deterministic for a given plan.
+
+    With `recovery`, a pruned model is fine-tuned by distillation from `model` before quantization.
+    """
     ratios = {lp.name: lp.prune for lp in plan.layers if lp.prune > 0}
     pruned = prune(model, example_input, ratios, protected)
     if ratios:
         recalibrate_batchnorm(pruned, calib_data)
+        if recovery is not None:
+            distill(pruned, model, recovery)
     folded, _ = fold_batchnorm(pruned)
     return quantize(folded, plan, calib_data)

@@ -21,26 +21,25 @@ def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple
     """Per conv / linear (plain or quantized): multiply-accumulates, and whether it runs in integers."""
     from autocomp.compress.quantize import QuantizedLayer
 
+    from autocomp.compress.layers import run_with_hooks
+
     found: dict[str, tuple[int, bool]] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, QuantizedLayer)):
-            def hook(mod: nn.Module, _inp: Any, out: torch.Tensor, name: str = name) -> None:
-                if isinstance(mod, QuantizedLayer):
-                    shape, integer = mod.weight_shape, mod.integer
-                else:
-                    shape, integer = tuple(mod.weight.shape), False
-                per_output = 1
-                for d in shape[1:]:
-                    per_output *= d
-                found[name] = (int(out.numel()) * per_output, integer)
-            hooks.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
+
+    def hook(name: str) -> Any:
+        def record(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            if isinstance(mod, QuantizedLayer):
+                shape, integer = mod.weight_shape, mod.integer
+            else:
+                shape, integer = tuple(mod.weight.shape), False
+            per_output = 1
+            for d in shape[1:]:
+                per_output *= d
+            found[name] = (int(out.numel()) * per_output, integer)
+        return record
+
+    run_with_hooks(model, example_input, {
+        name: hook(name) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, QuantizedLayer))
+    })
     return found
 
 

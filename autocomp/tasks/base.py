@@ -28,6 +28,8 @@ class Task:
         metric: (outputs, targets) -> float, higher is better (default: top-1 accuracy).
         protected_layers: layers whose output channels must never be pruned; the layer that
             produces the model's output is always protected.
+        recovery_inputs: unlabeled inputs for the optional distillation fine-tune after pruning
+            (default: the calibration inputs); never evaluation data.
     """
 
     name: str
@@ -39,3 +41,4 @@ class Task:
     metric: Callable[[torch.Tensor, torch.Tensor], float] = top1_accuracy
     description: str = ""
     protected_layers: tuple[str, ...] = field(default_factory=tuple)
+    recovery_inputs: torch.Tensor | None = None

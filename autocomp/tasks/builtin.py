@@ -147,16 +147,10 @@ def fashion_mnist(eval_samples: int = 1000, calib_samples: int = 512, epochs: in
     x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))
     key = _recipe_key("fashion-mnist", n_train, epochs)
     model = cached_model(key, FashionNet, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
-    return Task(
-        name="fashion-mnist",
-        build_model=lambda: cached_model(key, FashionNet, lambda m: None),
-        example_input=x_eval[:1].clone(),
-        calib_data=calib,
-        eval_inputs=x_eval,
-        eval_targets=y_eval,
-        description=f"Fashion-MNIST, FashionNet ({sum(p.numel() for p in model.parameters())} params), "
-        f"{eval_samples} test images",
-    )
+    n_params = sum(p.numel() for p in model.parameters())
+    return _task("fashion-mnist", key, FashionNet, calib, x_eval, y_eval,
+                 f"Fashion-MNIST, FashionNet ({n_params} params), {eval_samples} test images",
+                 recovery=_normalise(xtr[:10000]))  # training images: never calibration or evaluation ones
 
 
 def digits(eval_samples: int = 300) -> Task:
@@ -174,12 +168,13 @@ def digits(eval_samples: int = 300) -> Task:
     x_train, y_train = x[n_eval + n_calib :], y[n_eval + n_calib :]
     key = _recipe_key("digits", len(x_train), 30)
     cached_model(key, DigitsNet, lambda m: train_classifier(m, x_train, y_train, 30, 1e-2, 64))
-    return Task(
-        name="digits",
-        build_model=lambda: cached_model(key, DigitsNet, lambda m: None),
-        example_input=x_eval[:1].clone(),
-        calib_data=calib,
-        eval_inputs=x_eval,
-        eval_targets=y_eval,
-        description=f"scikit-learn digits 8x8, DigitsNet, {eval_samples} held-out images",
-    )
+    return _task("digits", key, DigitsNet, calib, x_eval, y_eval,
+                 f"scikit-learn digits 8x8, DigitsNet, {eval_samples} held-out images", recovery=x_train)
+
+
+def _task(name: str, key: str, make: type[nn.Module], calib: torch.Tensor, x_eval: torch.Tensor,
+          y_eval: torch.Tensor, description: str, recovery: torch.Tensor) -> Task:
+    """A built-in task whose model is the cached, already trained one."""
+    return Task(name=name, build_model=lambda: cached_model(key, make, lambda m: None),
+                example_input=x_eval[:1].clone(), calib_data=calib, eval_inputs=x_eval, eval_targets=y_eval,
+                description=description, recovery_inputs=recovery)
