@@ -10,7 +10,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from autocomp.compress import compress
@@ -197,8 +196,3 @@ def fp32_accuracy(ctx: Context) -> float:
     return evaluate.accuracy_torch(ctx.model, ctx.task)
 
 
-def example_numpy(task: Task) -> Any:
-    return task.example_input.numpy()
-
-
-_ = torch  # torch is imported for callers that type-check Context.model

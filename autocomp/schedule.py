@@ -183,7 +183,6 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
     after = names[pos + 1 :]
     for nm in after[:-1]:
         sch.compute_inline(sch.get_sblock(nm))
-    conv_buf = sch.get(conv).writes[0].source
     if after:
         epi = sch.get_sblock(after[-1])
         sch.set_scope(conv, 0, "local")

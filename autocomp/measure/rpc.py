@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -175,5 +174,3 @@ def _close(session: Any) -> None:
     except Exception:
         pass
 
-
-_ = time
