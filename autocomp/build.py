@@ -90,8 +90,9 @@ def legalize(mod: Any, target: Any) -> Any:
         return tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
 
 
-def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
-    """CPU targets: TVM's CPU pipeline with autocomp's conv2d schedules (schedule.py) in the middle."""
+def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_trials: int = 0) -> BuildResult:
+    """CPU targets: TVM's CPU pipeline with autocomp's conv2d schedules (schedule.py) in the middle,
+    their tiles from the tuning database `db` (tuning.py) when given."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu
@@ -107,7 +108,7 @@ def build(lowered: LoweredModel, profile: DeviceProfile) -> BuildResult:
         if target.kind.name == "llvm":
             from autocomp.schedule import schedule_module
 
-            fused, kernels = schedule_module(fused, target)
+            fused, kernels = schedule_module(fused, target, db, tune_trials)
         with target:
             planned = tvm.transform.Sequential(
                 [

@@ -35,6 +35,13 @@ class Context:
     host_cpu: dict[str, Any]
     options: Any = None  # measure.runner.MeasureOptions
     finetune_steps: int = 0  # distillation steps after pruning (0: none)
+    tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
+    tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
+
+    def build(self, lowered: Any) -> Any:
+        from autocomp.build import build
+
+        return build(lowered, self.profile, self.tuning_db, self.tune_trials if self.tuning_db else 0)
 
     def compress(self, plan: Any) -> nn.Module:
         """The compressed model of a plan, exactly as every stage (search, evaluate, export) builds it."""
@@ -53,15 +60,19 @@ class Context:
         return runner_for(self.profile, self.options)
 
 
-def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_steps: int = 0) -> Context:
+def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_steps: int = 0,
+            tune_trials: int = 0) -> Context:
     from autocomp import hostcpu
+    from autocomp.tuning import TuningDB
 
     model = task.build_model().eval()
     layers = searchable_layers(model)
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
     prunable = prunable_layers(model, task.example_input, protected)
+    # tiles are timed on this machine, so only a profile measured here gets a tuning database
+    db = TuningDB.for_profile(profile.name) if profile.measure == "local" and profile.kind == "cpu" else None
     return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options,
-                   finetune_steps)
+                   finetune_steps, tune_trials, db)
 
 
 @dataclass
@@ -105,7 +116,6 @@ class CandidateResult:
 def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     """Run every stage for one plan; returns the result, the compressed torch model and the build."""
     from autocomp import evaluate
-    from autocomp.build import build
     from autocomp.lower import lower
 
     task, timings = ctx.task, {}
@@ -118,7 +128,7 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     lowered = lower(model, task.example_input)
     timings["lower"] = time.perf_counter() - t
 
-    built = build(lowered, ctx.profile)
+    built = ctx.build(lowered)
     timings["compile"] = built.compile_s
 
     t = time.perf_counter()

@@ -69,7 +69,7 @@ def _search_config(args: argparse.Namespace):
     return SearchConfig(device=args.device, task=args.task, trials=args.trials,
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
                         seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
-                        estimate=args.estimate, finetune_steps=args.finetune_steps)
+                        estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -162,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError("--compile-only needs --out DIR for the compiled library")
         from autocomp.artifacts import compile_only
 
-        ctx = prepare(load_task(args.task), profile, finetune_steps=args.finetune_steps)
+        ctx = prepare(load_task(args.task), profile, finetune_steps=args.finetune_steps)  # no timing: no tuning
         manifest = compile_only(ctx, resolve_plan(args.plan, ctx), Path(args.out), force=args.force)
         if args.json:
             print(json.dumps(manifest, indent=2))
@@ -181,7 +181,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         parse_tracker(args.tracker)
     options = MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key, estimate=args.estimate)
     runner_for(profile, options)
-    ctx = prepare(load_task(args.task), profile, options, args.finetune_steps)
+    if args.tune_trials < 0:
+        raise UserError(f"--tune-trials must be >= 0, got {args.tune_trials}")
+    ctx = prepare(load_task(args.task), profile, options, args.finetune_steps, args.tune_trials)
     plan = resolve_plan(args.plan, ctx)
     result, _model, _built = evaluate_plan(ctx, plan)
     data = result.to_dict() | {"plan": plan.to_dict(), "task": ctx.task.name, "estimated": result.measured_on == "estimate"}
@@ -202,6 +204,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_measure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tune-trials", type=int, default=0,
+                   help="conv tiles timed per new workload, recorded in the device's tuning database "
+                        "(default 0: recorded and default tiles only)")
     p.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker: measure on a device registered there")
     p.add_argument("--rpc-key", help="device key at the tracker (default: the profile's rpc_key)")
     p.add_argument("--estimate", action="store_true",

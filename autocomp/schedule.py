@@ -255,12 +255,16 @@ def _parallel_elementwise(sch, blk, vec_cap: int = 64) -> None:
 # module driver
 
 
-def schedule_module(mod: tvm.IRModule, target) -> tuple[tvm.IRModule, dict[str, str]]:
+def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) -> tuple[tvm.IRModule, dict[str, str]]:
     """Rewrite every conv2d PrimFunc of ``mod`` with :func:`schedule_conv`; leave the rest alone.
 
-    Returns the new module (``mod`` is untouched: IRModule item assignment mutates in place) and, per
-    conv function, "scheduled" or why not. A function whose schedule raises keeps TVM's default.
+    With a tuning database (``autocomp.tuning.TuningDB``), a workload's recorded tile is used; a new
+    workload is tuned first when ``tune_trials`` > 0, else it gets the default tile. Returns the new
+    module (``mod`` is untouched: IRModule item assignment mutates in place) and, per conv function,
+    how it was scheduled or why not. A function whose schedule raises keeps TVM's default.
     """
+    from autocomp import tuning
+
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
     funcs = {gv: f for gv, f in mod.functions_items()}
     out = tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
@@ -269,7 +273,29 @@ def schedule_module(mod: tvm.IRModule, target) -> tuple[tvm.IRModule, dict[str, 
         if not isinstance(func, tirx.PrimFunc):
             continue
         try:
-            new = schedule_conv(func, target)
+            from autocomp.schedule_vnni import schedule_conv_vnni
+
+            vnni = schedule_conv_vnni(func, target)  # one fixed tile: measured within noise of the others
+            if vnni is not None:
+                if func.attrs and "global_symbol" in func.attrs:
+                    vnni = vnni.with_attr("global_symbol", func.attrs["global_symbol"])
+                out[gv] = vnni
+                report[gv.name_hint] = "scheduled (VNNI dot product)"
+                continue
+            tile, how = None, "default tile"
+            if db is not None and find_conv(s_tir.Schedule(func)) is not None:
+                key = tuning.workload_key(func, target)
+                record = db.lookup(key)
+                if record is None and tune_trials > 0:
+                    best, record = tuning.tune(func, target, tune_trials)
+                    if best is not None:
+                        db.store(key, record)
+                    how = f"tuned now ({record['tried']} tiles)"
+                elif record is not None:
+                    how = "tile from the tuning database"
+                if record is not None and record.get("tile"):
+                    tile = tuple(record["tile"])
+            new = schedule_conv(func, target, tile)
         except Exception as exc:  # noqa: BLE001 - a failed schedule keeps the default, never the search down
             report[gv.name_hint] = f"default schedule ({type(exc).__name__}: {str(exc).splitlines()[-1][:200]})"
             continue
@@ -280,5 +306,5 @@ def schedule_module(mod: tvm.IRModule, target) -> tuple[tvm.IRModule, dict[str, 
         if func.attrs and "global_symbol" in func.attrs:
             new = new.with_attr("global_symbol", func.attrs["global_symbol"])
         out[gv] = new
-        report[gv.name_hint] = "scheduled"
+        report[gv.name_hint] = f"scheduled ({how})"
     return out, report

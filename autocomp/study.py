@@ -35,6 +35,7 @@ class SearchConfig:
     rpc_key: str | None = None
     estimate: bool = False
     finetune_steps: int = 0
+    tune_trials: int = 0
 
     def measure_options(self) -> Any:
         from autocomp.measure.runner import MeasureOptions
@@ -52,6 +53,8 @@ class SearchConfig:
             from autocomp.measure.rpc import parse_tracker
 
             parse_tracker(self.tracker)
+        if self.tune_trials < 0:
+            raise UserError(f"--tune-trials must be >= 0, got {self.tune_trials}")
         if self.finetune_steps < 0:
             raise UserError(f"--finetune-steps must be >= 0, got {self.finetune_steps}")
         if self.estimate and self.tracker:
@@ -178,7 +181,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     url = storage_mod.normalise(cfg.storage, create=True)
     study_name = cfg.study or default_study_name(cfg.task, profile.name)
     task = load_task(cfg.task)
-    ctx = prepare(task, profile, options, cfg.finetune_steps)
+    ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
     space = SearchSpace(tuple(ctx.layers), tuple(ctx.prunable))
     baseline = fp32_accuracy(ctx)
     wanted = _settings(cfg, task.name, space, baseline)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 
 import pytest
 
 warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+# tests must not read or grow the user's tuning database (subprocesses inherit this)
+os.environ["AUTOCOMP_TUNING_DIR"] = tempfile.mkdtemp(prefix="autocomp-test-tuning-")
 
 
 @pytest.fixture(scope="session")

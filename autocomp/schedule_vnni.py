@@ -1,0 +1,210 @@
+"""AVX-512 VNNI variant of autocomp's zero-tuning conv2d schedule (u8 data x s8 weight -> s32).
+
+``autocomp.schedule.schedule_module`` tries it first for every conv and falls back to the generic
+template when it returns None.
+
+Layouts, all produced inside the kernel (no Relax changes):
+
+* data: the padded input ``pad_temp[N, C, H', W']`` (an intermediate buffer of the fused PrimFunc) is
+  re-laid out as ``[N, C/4, H', W', 4]`` by the padding stage itself (``transform_layout`` of the
+  intermediate buffer: no extra pass over the data). Without padding, a ``cache_read`` stage does it.
+* weight: ``[O, I, KH, KW]`` -> ``[O/16, I/4, KH, KW, 16, 4]`` (a ``cache_read`` stage, O(weights) per
+  call, as the generic schedule's ``[O/VF, I, KH, KW, VF]`` repack).
+* accumulator: ``local`` ``[N, Y, X, F]`` tile of ``16*NV`` channels x ``TY x TX`` pixels, kept in
+  zmm registers after unrolling.
+
+Inner block: 16 output channels x 4 input channels, tensorized with ``vpdpbusd`` (vnni_intrin.py): one
+broadcast of 4 data bytes, one 64-byte weight load, 64 multiply-adds per instruction. The fused
+epilogue (bias, rescale, relu, requantize) is computed per tile as in the generic schedule.
+
+Applies when: the target CPU has ``avx512vnni`` (LLVM feature name; "avx512_vnni" is /proc/cpuinfo's
+spelling and is *not* recognised by ``llvm_cpu_has_features``), the data is uint8, the weight int8, the
+accumulator int32, C % 4 == 0 and O % 16 == 0. Otherwise returns None (caller falls back).
+int8 data (the first layer of a w8a8 plan) is not handled: vpdpbusd multiplies unsigned x signed.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import s_tir, tirx
+
+from autocomp.schedule import _divisor_at_most, _parallel_elementwise, _root, find_conv
+
+from autocomp.vnni_intrin import register as _register_intrin
+
+LANES = 16  # int32 lanes of a zmm register
+KGROUP = 4  # bytes summed per lane by vpdpbusd
+
+
+def has_vnni(target: tvm.target.Target) -> bool:
+    from tvm.target import codegen
+
+    if target.kind.name != "llvm":
+        return False
+    try:
+        with target:
+            return bool(codegen.llvm_cpu_has_features(["avx512vnni"], target))
+    except Exception:  # non-x86 triple / feature query unsupported
+        return False
+
+
+def pick_tile_vnni(o: int, h: int, w: int, budget: int = 16) -> tuple[int, int, int]:
+    """(NV, TY, TX): 16-channel vectors per tile and the pixel tile; NV*TY*TX accumulators <= budget.
+
+    Loads per step: NV weight vectors + TY*TX data broadcasts for NV*TY*TX vpdpbusd.
+    """
+    best = None
+    for nv in (1, 2, 3, 4):
+        if o % (LANES * nv):
+            continue
+        pix = budget // nv
+        tx = _divisor_at_most(w, pix)
+        ty = _divisor_at_most(h, max(1, pix // tx))
+        px = tx * ty
+        acc = nv * px
+        score = (min(acc, budget), -(nv + px) / (nv * px))
+        if best is None or score > best[0]:
+            best = (score, (nv, ty, tx))
+    return best[1]
+
+
+def _applicable(sch: s_tir.Schedule, info) -> bool:
+    blk = sch.get(sch.get_sblock(info.block))
+    data = blk.reads[info.data_read].source
+    weight = blk.reads[info.weight_read].source
+    return (
+        str(data.dtype) == "uint8"
+        and str(weight.dtype) == "int8"
+        and info.acc_dtype == "int32"
+        and info.c % KGROUP == 0
+        and info.o % LANES == 0
+    )
+
+
+def schedule_conv_vnni(
+    func: tirx.PrimFunc,
+    target,
+    tile: tuple[int, int, int] | None = None,
+    strict: bool = False,
+    prepacked_weight: bool = False,
+) -> tirx.PrimFunc | None:
+    """VNNI schedule of one fused conv2d PrimFunc, or None when it does not apply (or fails, unless
+    ``strict``: then the error propagates, for tests).
+
+    ``prepacked_weight=True`` changes the function's weight *parameter* to the packed layout
+    ``[O/16, I/4, KH, KW, 16, 4]`` instead of repacking inside the kernel: the caller must then feed
+    packed weights (e.g. a Relax-level layout transform lifted out by LiftTransformParams). Used here
+    to measure what the in-kernel repack costs."""
+    target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
+    if not has_vnni(target):
+        return None
+    try:
+        return _schedule(func, tile, prepacked_weight)
+    except Exception:
+        if strict:
+            raise
+        return None
+
+
+def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False) -> tirx.PrimFunc | None:
+    sch = s_tir.Schedule(func)
+    info = find_conv(sch)
+    if info is None or not _applicable(sch, info):
+        return None
+    _, intrin = _register_intrin()  # the accumulator tile is scope 'local'
+    conv = sch.get_sblock(info.block)
+    nv, ty, tx = tile or pick_tile_vnni(info.o, info.h, info.w)
+    root = _root(sch)
+
+    # 1. epilogue: inline every elementwise block after the conv into the last one (as schedule.py)
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
+    after = names[names.index(info.block) + 1 :]
+    for nm in after[:-1]:
+        sch.compute_inline(sch.get_sblock(nm))
+    if after:
+        epi = sch.get_sblock(after[-1])
+        sch.set_scope(conv, 0, "local")
+    else:
+        epi = sch.cache_write(conv, 0, "local")
+        conv = sch.get_sblock(info.block)
+
+    # 2. data layout [N, C, H, W] -> [N, C/4, H, W, 4]: re-lay the padding buffer in place when the
+    #    data is an intermediate (pad_temp), else add a packing stage.
+    data_buf = sch.get(conv).reads[info.data_read].source
+    produced = any(
+        w.source.same_as(data_buf) for b in sch.get_child_blocks(root) for w in sch.get(b).writes
+    )
+    dpack = None if produced else sch.cache_read(conv, info.data_read, "global")
+    sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // KGROUP, h, w, c % KGROUP))
+
+    # 3. weight [O, I, KH, KW] -> [O/16, I/4, KH, KW, 16, 4]
+    wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
+    sch.transform_layout(
+        conv,
+        ("read", info.weight_read),
+        lambda o, i, h, w: (o // LANES, i // KGROUP, h, w, o % LANES, i % KGROUP),
+    )
+    # accumulator [N, Y, X, F]: 16 channels contiguous
+    sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
+
+    # 4. tile: n, fo, yo, xo | rco, ry, rx | fv, yi, xi | fi(16), rci(4)
+    n, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    fo, fv, fi = sch.split(f, [None, nv, LANES])
+    yo, yi = sch.split(y, [None, ty])
+    xo, xi = sch.split(x, [None, tx])
+    rco, rci = sch.split(rc, [None, KGROUP])
+    sch.reorder(n, fo, yo, xo, rco, ry, rx, fv, yi, xi, fi, rci)
+    outer = sch.fuse(n, fo, yo, xo)
+    sch.reverse_compute_at(epi, outer)
+    sch.parallel(outer)
+    for lp in (fv, yi, xi, rx):
+        sch.unroll(lp)
+    init = sch.decompose_reduction(conv, rco)
+    il = sch.get_loops(init)
+    # init loops: outer, fv, yi, xi, fi -> vectorize fi (16 lanes), unroll the rest
+    sch.vectorize(il[-1])
+    for lp in il[1:-1]:
+        sch.unroll(lp)
+    sch.tensorize(fi, intrin)
+
+    # 5. epilogue: loops (n, f, y, x) inside the tile; vectorize along x (contiguous NCHW store)
+    el = sch.get_loops(epi)[1:]
+    if len(el) >= 2:
+        sch.unroll(el[-2])
+    sch.vectorize(el[-1])
+
+    # 6. side stages
+    if wpack is not None:
+        _pack_weight_loops(sch, wpack)
+    if dpack is not None:
+        _pack_data_loops(sch, dpack)
+    for b in sch.get_child_blocks(root):
+        if sch.get(b).name_hint.startswith("pad_temp"):
+            _pack_data_loops(sch, b)
+    return sch.mod["main"]
+
+
+def _pack_weight_loops(sch: s_tir.Schedule, blk) -> None:
+    """Loops (o, i, h, w) of the stage writing [O/16, I/4, KH, KW, 16, 4]: write order, parallel over
+    the 16-channel blocks."""
+    po_, pi_, ph, pw = sch.get_loops(blk)
+    pa, pb = sch.split(po_, [None, LANES])
+    qa, qb = sch.split(pi_, [None, KGROUP])
+    sch.reorder(pa, qa, ph, pw, pb, qb)
+    sch.parallel(pa)
+    sch.unroll(qb)
+
+
+def _pack_data_loops(sch: s_tir.Schedule, blk) -> None:
+    """Loops (n, c, h, w) of a stage writing [N, C/4, H, W, 4]: make c%4 innermost (contiguous
+    writes), parallel over the outer loops."""
+    loops = sch.get_loops(blk)
+    if len(loops) != 4:
+        _parallel_elementwise(sch, blk)
+        return
+    n, c, h, w = loops
+    ca, cb = sch.split(c, [None, KGROUP])
+    sch.reorder(n, ca, h, w, cb)
+    sch.unroll(cb)
+    p = sch.fuse(n, ca, h)
+    sch.parallel(p)
