@@ -11,7 +11,7 @@ from autocomp.tuning import TuningDB
 
 
 def test_new_workloads_are_tuned_once_then_read_from_the_database(digits_task, digits_ctx, host, tmp_path):
-    plan = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
+    plan = CompressionPlan.uniform(digits_ctx.layers)  # fp32: every conv uses the tiled template
     model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
     lowered = lower(model, digits_task.example_input)
     reference = build(lowered, host)
@@ -33,7 +33,7 @@ def test_new_workloads_are_tuned_once_then_read_from_the_database(digits_task, d
     x = digits_task.eval_inputs[:16].numpy()
     a, b = LocalSession(reference), LocalSession(warm)
     for i in range(len(x)):
-        assert np.array_equal(a.run(x[i : i + 1]), b.run(x[i : i + 1]))  # integer layers: exact
+        assert np.allclose(a.run(x[i : i + 1]), b.run(x[i : i + 1]), rtol=1e-5, atol=1e-5)
 
 
 def test_records_from_two_workers_are_both_kept(tmp_path):
