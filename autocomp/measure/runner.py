@@ -104,11 +104,17 @@ class LocalRunner:
         from autocomp import evaluate
         from autocomp.measure.memory import measure_peak_rss
 
+        import time
+
+        t0 = time.perf_counter()
         session = self.session(built)
         latency = self.time(session, task.example_input.numpy())
+        t1 = time.perf_counter()
         accuracy = evaluate.accuracy_compiled(session.run, task)
+        t2 = time.perf_counter()
         rss = measure_peak_rss(built, tuple(task.example_input.shape)) if self.peak_rss else None
-        return RunResult(latency, self.measured_on, accuracy, "compiled", rss)
+        timings = {"latency": t1 - t0, "evaluate": t2 - t1, "peak_rss": time.perf_counter() - t2}
+        return RunResult(latency, self.measured_on, accuracy, "compiled", rss, {"timings_s": timings})
 
 
 @dataclass(frozen=True)
