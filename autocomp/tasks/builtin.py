@@ -22,7 +22,7 @@ from autocomp.tasks.base import Task
 
 FASHION_DIR = Path(os.environ.get("AUTOCOMP_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
 SEED = 0
-_ARCH_VERSION = 1  # bump when a model definition or its training recipe changes
+_ARCH_VERSION = 3  # bump when a model definition or its training recipe changes
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -34,16 +34,19 @@ def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FashionNet(nn.Module):
-    """A small VGG-style CNN for 1x28x28 inputs: 32-128 channels, ~22 MFLOP per image."""
+    """A VGG-style CNN for 1x28x28 inputs: 32-128 channels, 7 convs, ~100 MFLOP per image, so that even
+    its scheduled fp32 latency (over 1 ms on 2 cores) stands well above timer noise."""
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
             conv_bn_relu(1, 32),
-            conv_bn_relu(32, 32, stride=2),
-            conv_bn_relu(32, 64),
-            conv_bn_relu(64, 64, stride=2),
-            conv_bn_relu(64, 128),
+            conv_bn_relu(32, 48),
+            conv_bn_relu(48, 48),
+            conv_bn_relu(48, 64, stride=2),
+            conv_bn_relu(64, 64),
+            conv_bn_relu(64, 128, stride=2),
+            conv_bn_relu(128, 128),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(128, num_classes)
@@ -139,9 +142,9 @@ def _recipe_key(name: str, *parts: object) -> str:
 
 
 def fashion_mnist(eval_samples: int = 1000, calib_samples: int = 512, epochs: int = 2) -> Task:
-    """Fashion-MNIST: train on 50k training images, calibrate on 512 others, evaluate on the test set."""
+    """Fashion-MNIST: train on 24k training images, calibrate on 512 others, evaluate on the test set."""
     xtr, ytr, xte, yte = load_fashion()
-    n_train = 50000
+    n_train = 24000
     x_train, y_train = _normalise(xtr[:n_train]), torch.from_numpy(ytr[:n_train].astype(np.int64))
     calib = _normalise(xtr[n_train : n_train + calib_samples])
     x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))

@@ -21,18 +21,18 @@ def test_output_layer_is_protected_and_not_prunable():
 
 def test_channels_are_physically_removed_in_multiples_of_8():
     model, x = _net(), torch.randn(1, 1, 28, 28)
-    pruned = prune(model, x, {"features.1.0": 0.25, "features.4.0": 0.5}, ["classifier"])
+    pruned = prune(model, x, {"features.1.0": 0.25, "features.5.0": 0.5}, ["classifier"])
     mods = dict(pruned.named_modules())
-    assert mods["features.1.0"].out_channels == 24  # 32 * 0.75
-    assert mods["features.1.1"].num_features == 24  # its BatchNorm follows
-    assert mods["features.2.0"].in_channels == 24  # the next conv loses matching inputs
-    assert mods["features.4.0"].out_channels == 64
-    assert mods["classifier"].in_features == 64 and mods["classifier"].out_features == 10
+    assert mods["features.1.0"].out_channels == 32  # 48 * 0.75 = 36, rounded to a multiple of 8
+    assert mods["features.1.1"].num_features == 32  # its BatchNorm follows
+    assert mods["features.2.0"].in_channels == 32  # the next conv loses matching inputs
+    assert mods["features.5.0"].out_channels == 64 and mods["features.6.0"].in_channels == 64
+    assert mods["classifier"].in_features == 128 and mods["classifier"].out_features == 10
     assert pruned(x).shape == (1, 10)
     n_before = sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for p in pruned.parameters()) < n_before
     # the original is untouched
-    assert dict(model.named_modules())["features.1.0"].out_channels == 32
+    assert dict(model.named_modules())["features.1.0"].out_channels == 48
 
 
 def test_zero_ratios_return_an_equal_copy():
