@@ -31,7 +31,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         from autocomp.measure.rpc import tracker_summary
 
         farm = tracker_summary(args.tracker)
-    empty = {"total": 0, "free": 0, "pending": 0}
+    empty = {"total": 0, "free": 0, "pending": 0, "busy": 0}
     if args.json:
         out = [{"name": p.name, "kind": p.kind, "measure": p.measure, "rpc_key": p.rpc_key,
                 "target": p.resolved_target(), "host": p.host, "description": p.description, "source": p.source}
@@ -43,13 +43,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
     for col in ("name", "kind", "target", "measured", "description"):
         table.add_column(col)
     if args.tracker:
-        table.add_column(f"at {args.tracker}: total / free / queued")
+        table.add_column(f"at {args.tracker}: total / free / busy / queued")
     for p in rows:
         where = "locally, on this machine" if p.measure == "local" else f"RPC tracker, key '{p.rpc_key}'"
         cells = [p.name, p.kind, json.dumps(p.resolved_target()), where, p.description]
         if args.tracker:
             f = farm.get(p.rpc_key, empty) if p.rpc_key else None
-            cells.append(f"{f['total']} / {f['free']} / {f['pending']}" if f else "-")
+            cells.append(f"{f['total']} / {f['free']} / {f['busy']} / {f['pending']}" if f else "-")
         table.add_row(*cells)
     _console().print(table)
     other = sorted(set(farm) - {p.rpc_key for p in rows})

@@ -33,7 +33,8 @@ def parse_tracker(text: str) -> tuple[str, int]:
 
 
 def tracker_summary(tracker: str) -> dict[str, dict[str, int]]:
-    """Per key: servers registered (total), free, and requests waiting (pending): the tracker's own view."""
+    """Per key: servers registered (total), free, busy (total - free) and requests waiting (pending):
+    the tracker's own summary."""
     from tvm import rpc
 
     host, port = parse_tracker(tracker)
@@ -53,6 +54,8 @@ def tracker_summary(tracker: str) -> dict[str, dict[str, int]]:
     for key, q in data.get("queue_info", {}).items():
         entry = out.setdefault(key, {"total": 0, "free": 0, "pending": 0})
         entry["free"], entry["pending"] = int(q.get("free", 0)), int(q.get("pending", 0))
+    for entry in out.values():
+        entry["busy"] = max(entry["total"] - entry["free"], 0)
     return out
 
 

@@ -63,7 +63,8 @@ def test_tracker_summary_and_devices_command(farm):
                        capture_output=True, text=True, env=env, timeout=120)
     devices = {d["name"]: d for d in json.loads(r.stdout)}
     assert devices["x86-farm"]["tracker"]["total"] == 2
-    assert devices["rpi4"]["tracker"] == {"total": 0, "free": 0, "pending": 0}
+    assert devices["rpi4"]["tracker"] == {"total": 0, "free": 0, "pending": 0, "busy": 0}
+    assert devices["x86-farm"]["tracker"]["busy"] == 2 - devices["x86-farm"]["tracker"]["free"]
 
 
 def test_unreachable_tracker_and_missing_key_are_clear_errors(farm, monkeypatch):
