@@ -211,11 +211,7 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
     sch.unroll(xi)
     sch.unroll(yi)
     sch.unroll(rx)
-    init = sch.decompose_reduction(conv, rc)
-    il = sch.get_loops(init)
-    sch.vectorize(il[-1])
-    for lp in il[1:-1]:
-        sch.unroll(lp)
+    vectorize_init(sch, sch.decompose_reduction(conv, rc))
     # epilogue: loops (n, f, y, x) inside the tile; vectorize along x (contiguous NCHW store)
     el = sch.get_loops(epi)[1:]
     sch.unroll(el[-2]) if len(el) >= 2 else None
@@ -233,6 +229,14 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
         if nm.startswith("pad_temp"):
             _parallel_elementwise(sch, b)
     return sch.mod["main"]
+
+
+def vectorize_init(sch: s_tir.Schedule, init) -> None:
+    """The accumulator-zeroing block decompose_reduction made: unroll its tile loops, vectorize the last."""
+    loops = sch.get_loops(init)
+    sch.vectorize(loops[-1])
+    for lp in loops[1:-1]:
+        sch.unroll(lp)
 
 
 def _parallel_elementwise(sch, blk, vec_cap: int = 64) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from autocomp.schedule import _divisor_at_most, _parallel_elementwise, _root, find_conv
+from autocomp.schedule import _divisor_at_most, _parallel_elementwise, _root, find_conv, vectorize_init
 
 from autocomp.vnni_intrin import register as _register_intrin
 
@@ -159,12 +159,8 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False) -> tirx
     sch.parallel(outer)
     for lp in (fv, yi, xi, rx):
         sch.unroll(lp)
-    init = sch.decompose_reduction(conv, rco)
-    il = sch.get_loops(init)
     # init loops: outer, fv, yi, xi, fi -> vectorize fi (16 lanes), unroll the rest
-    sch.vectorize(il[-1])
-    for lp in il[1:-1]:
-        sch.unroll(lp)
+    vectorize_init(sch, sch.decompose_reduction(conv, rco))
     sch.tensorize(fi, intrin)
 
     # 5. epilogue: loops (n, f, y, x) inside the tile; vectorize along x (contiguous NCHW store)
