@@ -125,6 +125,9 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
 
     t = time.perf_counter()
     acc_sim = evaluate.accuracy_torch(model, task)
+    timings["simulate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     lowered = lower(model, task.example_input)
     timings["lower"] = time.perf_counter() - t
 
@@ -155,7 +158,7 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         arena_bytes=built.arena_bytes,
         memory_bytes=built.param_bytes + built.arena_bytes,
         accuracy_sim=acc_sim,
-        accuracy_compiled=run.accuracy_compiled,
+        accuracy_compiled=acc_sim if run.accuracy_compiled is None else run.accuracy_compiled,
         accuracy_source=run.accuracy_source,
         peak_rss_bytes=rss.peak_rss_bytes if rss else None,
         runtime_rss_bytes=rss.runtime_rss_bytes if rss else None,

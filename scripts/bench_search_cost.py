@@ -5,7 +5,7 @@
 Runs two searches on the host device into a temporary study storage: the first with an empty tuning
 database (new conv workloads are tuned: `tune-trials` tiles timed each), the second, a new study, with
 the database the first one left. Prints the median seconds per measured candidate split into stages
-(compress, lower, compile incl. tuning, latency, evaluate, peak_rss) and the database hit rate of the
+(compress, simulate, lower, compile incl. tuning, latency, evaluate, peak_rss) and the database hit rate of the
 second search (VNNI kernels use one fixed schedule and are not counted). Trials that reuse an earlier
 identical plan are not counted (they cost nothing).
 """
@@ -26,7 +26,7 @@ warnings.filterwarnings("ignore")
 
 import _bench  # noqa: E402
 
-STAGES = ("compress", "lower", "compile", "latency", "evaluate", "peak_rss")
+STAGES = ("compress", "simulate", "lower", "compile", "latency", "evaluate", "peak_rss")
 
 
 def run(study: str, url: str, args: argparse.Namespace) -> list[dict]:

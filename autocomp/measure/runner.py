@@ -44,7 +44,7 @@ class Latency:
 class RunResult:
     latency: Latency
     measured_on: str  # local | rpc:<key>@<host:port> | emulated:<key>@<host:port> | estimate
-    accuracy_compiled: float
+    accuracy_compiled: float | None  # None: the artifact was not run on the eval set; use the simulation's
     accuracy_source: str  # compiled | simulation, agreeing on N samples | simulation (estimate)
     peak_rss: Any = None  # measure.memory.PeakRSS or None
     details: dict[str, Any] = field(default_factory=dict)
