@@ -52,7 +52,8 @@ class Context:
         if self.finetune_steps > 0:
             inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
             recovery = Recovery(self.finetune_steps, inputs)
-        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery)
+        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery,
+                        self.profile.fp16_compute())
 
     def runner(self) -> Any:
         from autocomp.measure.runner import runner_for
@@ -174,7 +175,8 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     return result, model, built
 
 
-UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32)}
+UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32),
+                 "w16a16": (16, 16)}
 
 
 def resolve_plan(spec: str, ctx: Context) -> Any:
@@ -185,6 +187,8 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
     from autocomp.errors import UserError
     from autocomp.plan import CompressionPlan
 
+    if spec == "w16" and ctx.profile.fp16_compute():  # fp16 weights, and fp16 arithmetic where there is some
+        spec = "w16a16"
     if spec in UNIFORM_PLANS:
         return CompressionPlan.uniform(ctx.layers, *UNIFORM_PLANS[spec])
     path = Path(spec)

@@ -12,7 +12,7 @@ import platform
 from dataclasses import asdict, dataclass
 
 _INTERESTING = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-                "avx512_bf16", "asimd", "asimddp", "sve")
+                "avx512_bf16", "avx512_fp16", "asimd", "asimdhp", "asimddp", "sve")
 
 
 @dataclass(frozen=True)

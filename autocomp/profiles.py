@@ -20,6 +20,7 @@ USER_DIR = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "a
 DETECT = "detect"
 MEASURE_KINDS = ("local", "rpc")
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
+FP16_GPU_KINDS = ("cuda", "opencl", "vulkan", "metal", "rocm")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class DeviceProfile:
     memory_mb: int = 0  # 0 = no memory constraint
     precisions: tuple[str, ...] = PRECISIONS
     measurement: Measurement = field(default_factory=Measurement)
-    estimate: dict[str, float] = field(default_factory=dict)  # fp32_gflops, int8_gops: user-supplied rates
+    estimate: dict[str, float] = field(default_factory=dict)  # fp32_gflops, int8_gops[, fp16_gflops]: user-supplied rates
     source: str = ""
 
     def is_host(self) -> bool:
@@ -63,6 +64,23 @@ class DeviceProfile:
             target["mcpu"] = cpu.llvm_cpu
             target.setdefault("num-cores", cpu.cores)
         return target
+
+    def fp16_compute(self) -> bool:
+        """Whether the target does fp16 *arithmetic* (GPUs, ARMv8.2 `+fullfp16`, AVX512-FP16), not only
+        fp16 storage; only then do a16 layers compute in fp16 (elsewhere they are simulated)."""
+        if "fp16" not in self.precisions:
+            return False
+        target = self.resolved_target()
+        if target.get("kind") in FP16_GPU_KINDS:
+            return True
+        mattr = target.get("mattr", [])
+        if "+fullfp16" in mattr or "+avx512fp16" in mattr:
+            return True
+        if self.is_host():
+            from autocomp import hostcpu
+
+            return bool({"avx512_fp16", "asimdhp"} & set(hostcpu.detect().features))
+        return False
 
     def tvm_target(self) -> Any:
         import tvm
@@ -140,11 +158,11 @@ def parse_profile(path: Path) -> DeviceProfile:
             raise _fail(path, f"key 'measurement.{k}' must be a positive integer, got {v!r}")
     estimate = _typed(path, data, "estimate", dict, {})
     for k, v in estimate.items():
-        if k not in ("fp32_gflops", "int8_gops"):
-            raise _fail(path, f"unknown key 'estimate.{k}' (known: fp32_gflops, int8_gops)")
+        if k not in ("fp32_gflops", "int8_gops", "fp16_gflops"):
+            raise _fail(path, f"unknown key 'estimate.{k}' (known: fp32_gflops, int8_gops, fp16_gflops)")
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise _fail(path, f"key 'estimate.{k}' must be a positive number, got {v!r}")
-    if estimate and set(estimate) != {"fp32_gflops", "int8_gops"}:
+    if estimate and not {"fp32_gflops", "int8_gops"} <= set(estimate):
         raise _fail(path, "table 'estimate' needs both fp32_gflops and int8_gops")
     cores = _typed(path, data, "cores", int, 0)
     memory_mb = _typed(path, data, "memory_mb", int, 0)

@@ -56,7 +56,10 @@ def vector_bits(target: tvm.target.Target) -> int:
 
 
 def num_vector_regs(target: tvm.target.Target) -> int:
-    return 32 if vector_bits(target) == 512 else 16
+    """AVX-512 and AArch64 have 32 vector registers; AVX2 / SSE 16."""
+    if vector_bits(target) == 512 or "aarch64" in str(target.attrs.get("mtriple", "")):
+        return 32
+    return 16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,14 +140,14 @@ def _divisor_at_most(n: int, cap: int) -> int:
 def pick_tile(info: ConvInfo, target) -> tuple[int, int, int]:
     """(VF, TY, TX): output channels per tile (1 or 2 SIMD registers) and the pixel tile.
 
-    lanes = SIMD lanes for a 32-bit accumulator (16 AVX-512, 8 AVX2, 4 SSE/NEON), halved until it
-    divides O (so 24 or 40 channels use 8 lanes). The accumulator budget is 16 registers on AVX-512
+    lanes = SIMD lanes for the accumulator type (32-bit: 16 AVX-512, 8 AVX2, 4 SSE/NEON; fp16 on
+    NEON: 8), halved until it divides O (so 24 or 40 channels use 8 lanes). The accumulator budget is 16 registers on AVX-512
     (32 regs; 28 spilled) and 12 on AVX2 (16 regs). TX is the largest divisor of the width that fits, TY a divisor of the height for
     the rest; when the pixel tile is small (7x7 maps: 7 pixels) two channel vectors are used so that
     each input broadcast feeds 2 FMAs and there are enough independent accumulators.
     """
     bits = vector_bits(target)
-    lanes = bits // 32
+    lanes = bits // tvm.DataType(info.acc_dtype).bits
     while lanes > 1 and info.o % lanes:
         lanes //= 2
     # accumulator budget: measured on Zen 4, 28 accumulators spill (2x slower), 14-16 is the sweet spot

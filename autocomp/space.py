@@ -10,7 +10,9 @@ from autocomp.plan import CompressionPlan, LayerPlan
 if TYPE_CHECKING:
     import optuna
 
-W_CHOICES = (4, 8, 32)
+    from autocomp.profiles import DeviceProfile
+
+W_CHOICES = (4, 8, 32)  # 16 joins them on targets with fp16 arithmetic (SearchSpace.for_profile)
 A_CHOICES = (8, 32)
 PRUNE_CHOICES = (0.0, 0.25, 0.5)
 
@@ -28,6 +30,15 @@ class SearchSpace:
     w_choices: tuple[int, ...] = W_CHOICES
     a_choices: tuple[int, ...] = A_CHOICES
     prune_choices: tuple[float, ...] = PRUNE_CHOICES
+
+    @classmethod
+    def for_profile(cls, layers: tuple[str, ...], prunable: tuple[str, ...], profile: DeviceProfile) -> SearchSpace:
+        """The bit widths the device computes: int4 / int8 only where the profile lists them, and 16
+        bits (fp16 weights and fp16 arithmetic) only where the target has fp16 arithmetic."""
+        fp16 = profile.fp16_compute()
+        w = tuple(b for b in (4, 8, 16, 32) if b == 32 or (b == 16 and fp16) or f"int{b}" in profile.precisions)
+        a = tuple(b for b in (8, 16, 32) if b == 32 or (b == 16 and fp16) or (b == 8 and "int8" in profile.precisions))
+        return cls(layers, prunable, w, a)
 
     def suggest(self, trial: optuna.Trial) -> CompressionPlan:
         layers = []
@@ -53,6 +64,8 @@ class SearchSpace:
         """The obvious uniform choices, evaluated first so the front is never worse than them."""
         u = CompressionPlan.uniform
         out = [("fp32", u(self.layers))]
+        if 16 in self.w_choices and 16 in self.a_choices:
+            out.append(("fp16", u(self.layers, 16, 16)))
         if 8 in self.w_choices and 8 in self.a_choices:
             out.append(("w8a8", u(self.layers, 8, 8)))
             if 0.25 in self.prune_choices and self.prunable:

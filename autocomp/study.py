@@ -182,7 +182,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     study_name = cfg.study or default_study_name(cfg.task, profile.name)
     task = load_task(cfg.task)
     ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
-    space = SearchSpace(tuple(ctx.layers), tuple(ctx.prunable))
+    space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
     baseline = fp32_accuracy(ctx)
     wanted = _settings(cfg, task.name, space, baseline)
 

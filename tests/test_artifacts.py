@@ -47,3 +47,22 @@ def test_int4_onnx_keeps_weights_packed(digits_task, digits_ctx, tmp_path):
     w = inits["features.1.0.weight"]
     assert w.data_type == onnx.TensorProto.UINT8 and list(w.dims) == [32 * 16 * 9 // 2]
     assert inits["features.1.0.bias"].data_type == onnx.TensorProto.INT32
+
+
+def test_fp16_plan_exports_as_float_with_fp16_rounding(digits_task, digits_ctx, tmp_path):
+    """fp16-compute layers export as Cast-to-fp16 / Cast-back around a float Conv / Gemm: the same
+    values as the simulation, and runnable by onnxruntime builds without fp16 kernels."""
+    plan = CompressionPlan.uniform(digits_ctx.layers, 16, 16)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data,
+                     digits_ctx.protected, fp16_compute=True)
+    path = tmp_path / "h.onnx"
+    export_onnx(model, digits_task.example_input, path)
+    graph = onnx.load(str(path)).graph
+    to_half = [n for n in graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16]
+    assert len(to_half) >= 3 * len(digits_ctx.layers)  # input, weight and sum of every layer
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": digits_task.eval_inputs.numpy()})[0]
+    with torch.no_grad():
+        want = model(digits_task.eval_inputs).numpy()
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+    assert np.abs(got - want).max() <= 0.02 * np.abs(want).max()

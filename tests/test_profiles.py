@@ -27,6 +27,14 @@ def test_rpi4_is_aarch64_cortex_a72_over_rpc():
     assert rpi4.tvm_target().kind.name == "llvm"
 
 
+def test_fp16_arithmetic_only_where_the_target_has_it():
+    # A72 (ARMv8.0) converts fp16 but has no fp16 arithmetic; A76 (+fullfp16) and GPUs have it
+    assert not profiles.load_profile("rpi4").fp16_compute()
+    assert profiles.load_profile("rpi5").fp16_compute()
+    assert profiles.load_profile("jetson-orin-nano").fp16_compute()
+    assert profiles.load_profile("host").fp16_compute() == ("avx512_fp16" in hostcpu.detect().features)
+
+
 def test_unknown_device_lists_known_ones():
     with pytest.raises(UserError, match="unknown device 'nope'.*host.*rpi4"):
         profiles.load_profile("nope")

@@ -16,10 +16,12 @@ from autocomp.plan import CompressionPlan
 
 
 def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tensor,
-             calib_data: torch.Tensor, protected: tuple[str, ...], recovery: Recovery | None = None) -> nn.Module:
+             calib_data: torch.Tensor, protected: tuple[str, ...], recovery: Recovery | None = None,
+             fp16_compute: bool = False) -> nn.Module:
     """A new compressed model; `model` is left untouched. Deterministic for a given plan.
 
     With `recovery`, a pruned model is fine-tuned by distillation from `model` before quantization.
+    `fp16_compute`: the target does fp16 arithmetic (DeviceProfile.fp16_compute).
     """
     ratios = {lp.name: lp.prune for lp in plan.layers if lp.prune > 0}
     pruned = prune(model, example_input, ratios, protected)
@@ -28,4 +30,4 @@ def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tenso
         if recovery is not None:
             distill(pruned, model, recovery)
     folded, _ = fold_batchnorm(pruned)
-    return quantize(folded, plan, calib_data)
+    return quantize(folded, plan, calib_data, fp16_compute)

@@ -28,7 +28,7 @@ class LayerPrecision:
     name: str
     weight_dtype: str  # float32 | float16 | int8 | int4x2 | int2x4 (values per byte after 'x')
     activation_dtype: str  # float32 | float16 | uint8 | int8 (the layer's input)
-    compute: str  # "uint8 x int8 -> int32", "float32", or "float32 (simulated ...)"
+    compute: str  # "uint8 x int8 -> int32", "float16", "float32", or "float32 (simulated ...)"
 
 
 def pack_bits(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -59,14 +59,17 @@ class QuantizedLayer(nn.Module):
     With integer weights (2/4/8 bits) and 8-bit activations it computes in integers
     (`autocomp::qconv2d` / `autocomp::qlinear`: int8 x int8 -> int32, see lower/ops.py). With integer
     weights and fp32 activations the weights are dequantized and the arithmetic is fp32 (weight-only
-    quantization). 8-bit activations with float weights, and fp16 activations, are fake-quantized:
-    the arithmetic is fp32 and `describe()` says "simulated".
+    quantization). fp16 activations compute in fp16 (`autocomp::hconv2d` / `hlinear`, the weights
+    widened or dequantized to fp16) on a target with fp16 arithmetic (`fp16_compute`); elsewhere they
+    are fake-quantized, like 8-bit activations with float weights: the arithmetic is fp32 and
+    `describe()` says "simulated".
     """
 
     def __init__(self, layer: nn.Module, name: str, w_bits: int, a_bits: int,
-                 a_range: tuple[float, float] | None) -> None:
+                 a_range: tuple[float, float] | None, fp16_compute: bool = False) -> None:
         super().__init__()
         self.layer_name, self.w_bits, self.a_bits = name, w_bits, a_bits
+        self.half = a_bits == 16 and fp16_compute
         self.is_conv = isinstance(layer, nn.Conv2d)
         if self.is_conv:
             self.conv_args = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
@@ -121,6 +124,11 @@ class QuantizedLayer(nn.Module):
                 return ops.qconv2d(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale,
                                    self.a_signed, *self.conv_args)
             return ops.qlinear(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale, self.a_signed)
+        if self.half:
+            w = self.weight if self.w_bits == 16 else self.dequantized_weight()
+            if self.is_conv:
+                return ops.hconv2d(x, w, self.bias, *self.conv_args)
+            return ops.hlinear(x, w, self.bias)
         if self.a_bits == 8:
             x = ops._quantize(x, self.a_scale, self.a_signed) * self.a_scale
         elif self.a_bits == 16:
@@ -136,6 +144,8 @@ class QuantizedLayer(nn.Module):
         if self.integer:
             ad = "int8" if self.a_signed else "uint8"
             return LayerPrecision(self.layer_name, wd, ad, f"{ad} x int8 -> int32")
+        if self.half:
+            return LayerPrecision(self.layer_name, wd, "float16", "float16")
         if self.a_bits == 32:
             return LayerPrecision(self.layer_name, wd, "float32", "float32")
         ad = "float16" if self.a_bits == 16 else ("int8" if self.a_signed else "uint8")
@@ -166,8 +176,12 @@ def calibrate_input_ranges(model: nn.Module, names: list[str], data: torch.Tenso
     return ranges
 
 
-def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor) -> nn.Module:
-    """A copy of `model` with every planned layer replaced by a QuantizedLayer."""
+def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor,
+             fp16_compute: bool = False) -> nn.Module:
+    """A copy of `model` with every planned layer replaced by a QuantizedLayer.
+
+    `fp16_compute`: the target does fp16 arithmetic, so a16 layers really compute in fp16.
+    """
     model = copy.deepcopy(model).eval()
     modules = dict(model.named_modules())
     todo = [lp for lp in plan.layers if (lp.w_bits, lp.a_bits) != (32, 32)]
@@ -179,7 +193,8 @@ def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor) 
     for lp in todo:
         parent_name, _, attr = lp.name.rpartition(".")
         parent = modules[parent_name] if parent_name else model
-        setattr(parent, attr, QuantizedLayer(modules[lp.name], lp.name, lp.w_bits, lp.a_bits, ranges.get(lp.name)))
+        setattr(parent, attr, QuantizedLayer(modules[lp.name], lp.name, lp.w_bits, lp.a_bits,
+                                                  ranges.get(lp.name), fp16_compute))
     return model
 
 

@@ -66,6 +66,41 @@ def _(x, wq, w_scale, bias_q, a_scale, a_signed):  # type: ignore[no-untyped-def
     return x.new_empty((*x.shape[:-1], wq.shape[0]))
 
 
+# fp16 compute: input, weight and bias rounded to fp16, products summed, the sum rounded to fp16, the
+# bias added in fp16, the result widened to fp32 for the float ops around the layer. The simulation
+# sums in fp32; the device sums in fp16 (that is the speed-up), so the two differ by the fp16
+# accumulation error, which the agreement tolerance for fp16 layers allows (see FP16_REL_TOL).
+
+
+def _half_epilogue(acc: torch.Tensor, bias: Optional[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    acc = acc.half()
+    if bias is not None:
+        acc = acc + bias.half().reshape(shape)
+    return acc.float()
+
+
+@torch.library.custom_op("autocomp::hconv2d", mutates_args=())
+def hconv2d(x: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
+            padding: list[int], dilation: list[int], groups: int) -> torch.Tensor:
+    acc = F.conv2d(x.half().float(), w.half().float(), None, stride, padding, dilation, groups)
+    return _half_epilogue(acc, bias, (1, -1, 1, 1))
+
+
+@hconv2d.register_fake
+def _(x, w, bias, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+    return F.conv2d(x, w.to(x.dtype), None, stride, padding, dilation, groups)
+
+
+@torch.library.custom_op("autocomp::hlinear", mutates_args=())
+def hlinear(x: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return _half_epilogue(x.half().float() @ w.half().float().t(), bias, (1, -1))
+
+
+@hlinear.register_fake
+def _(x, w, bias):  # type: ignore[no-untyped-def]
+    return x.new_empty((*x.shape[:-1], w.shape[0]))
+
+
 # --- TVM Relax ---------------------------------------------------------------------------------
 
 
@@ -112,7 +147,45 @@ def relax_qlinear(node: Any, importer: Any) -> Any:
     return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1])
 
 
-RELAX_CONVERTERS = {"qconv2d.default": relax_qconv2d, "qlinear.default": relax_qlinear}
+def _relax_half(bb: Any, x: Any) -> Any:
+    from tvm import relax
+
+    if x.ty.dtype == "float16":
+        return x
+    return bb.emit(relax.op.astype(x, "float16"))
+
+
+def _relax_half_epilogue(bb: Any, acc: Any, bias: Any, shape: list[int]) -> Any:
+    from tvm import relax
+
+    if bias is not None:
+        b = bb.emit(relax.op.reshape(_relax_half(bb, bias), shape))
+        acc = bb.emit(relax.op.add(acc, b))
+    return bb.emit(relax.op.astype(acc, "float32"))
+
+
+def relax_hconv2d(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, w, bias, stride, padding, dilation, groups = importer.retrieve_args(node)
+    bb = importer.block_builder
+    acc = bb.emit(relax.op.nn.conv2d(_relax_half(bb, x), _relax_half(bb, w), strides=stride, padding=padding,
+                                     dilation=dilation, groups=groups, out_dtype="float16"))
+    return _relax_half_epilogue(bb, acc, bias, [1, -1, 1, 1])
+
+
+def relax_hlinear(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, w, bias = importer.retrieve_args(node)
+    bb = importer.block_builder
+    wt = bb.emit(relax.op.permute_dims(_relax_half(bb, w)))
+    acc = bb.emit(relax.op.matmul(_relax_half(bb, x), wt, out_dtype="float16"))
+    return _relax_half_epilogue(bb, acc, bias, [1, -1])
+
+
+RELAX_CONVERTERS = {"qconv2d.default": relax_qconv2d, "qlinear.default": relax_qlinear,
+                    "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}
 
 
 # --- ONNX (QDQ) --------------------------------------------------------------------------------
@@ -166,6 +239,37 @@ def onnx_qlinear(g: Any, x, wq, w_scale, bias_q, a_scale, a_signed):  # type: ig
     return g.op("Gemm", *args, transB_i=1)
 
 
+def _onnx_round_half(g: Any, x: Any) -> Any:
+    """fp16 rounding written as two Casts, so the model runs on any onnxruntime (no fp16 kernels)."""
+    from torch.onnx import TensorProtoDataType as T
+
+    return g.op("Cast", g.op("Cast", x, to_i=int(T.FLOAT16)), to_i=int(T.FLOAT))
+
+
+def onnx_hconv2d(g: Any, x, w, bias, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+    from torch.onnx import symbolic_helper as sh
+
+    stride, padding, dilation = (sh._get_const(v, "is", n) for v, n in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    y = g.op("Conv", _onnx_round_half(g, x), _onnx_round_half(g, w), strides_i=stride, pads_i=list(padding) * 2,
+             dilations_i=dilation, group_i=int(_const(groups, "i")))
+    return _onnx_half_bias(g, y, bias, 4)
+
+
+def onnx_hlinear(g: Any, x, w, bias):  # type: ignore[no-untyped-def]
+    y = g.op("Gemm", _onnx_round_half(g, x), _onnx_round_half(g, w), transB_i=1)
+    return _onnx_half_bias(g, y, bias, 2)
+
+
+def _onnx_half_bias(g: Any, y: Any, bias: Any, rank: int) -> Any:
+    from torch.onnx import symbolic_helper as sh
+
+    y = _onnx_round_half(g, y)
+    if sh._is_none(bias):
+        return y
+    shape = g.op("Constant", value_t=torch.tensor([1, -1] + [1] * (rank - 2), dtype=torch.int64))
+    return _onnx_round_half(g, g.op("Add", y, g.op("Reshape", _onnx_round_half(g, bias), shape)))
+
+
 _ONNX_REGISTERED = False
 
 
@@ -174,4 +278,6 @@ def register_onnx_symbolics(opset: int) -> None:
     if not _ONNX_REGISTERED:
         torch.onnx.register_custom_op_symbolic("autocomp::qconv2d", onnx_qconv2d, opset)
         torch.onnx.register_custom_op_symbolic("autocomp::qlinear", onnx_qlinear, opset)
+        torch.onnx.register_custom_op_symbolic("autocomp::hconv2d", onnx_hconv2d, opset)
+        torch.onnx.register_custom_op_symbolic("autocomp::hlinear", onnx_hlinear, opset)
         _ONNX_REGISTERED = True

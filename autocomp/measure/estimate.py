@@ -17,24 +17,24 @@ from autocomp.measure.runner import Latency, RunResult
 from autocomp.profiles import DeviceProfile
 
 
-def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[int, bool]]:
-    """Per conv / linear (plain or quantized): multiply-accumulates, and whether it runs in integers."""
+def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[int, str]]:
+    """Per conv / linear (plain or quantized): multiply-accumulates, and its arithmetic (int8 | fp16 | fp32)."""
     from autocomp.compress.quantize import QuantizedLayer
 
     from autocomp.compress.layers import run_with_hooks
 
-    found: dict[str, tuple[int, bool]] = {}
+    found: dict[str, tuple[int, str]] = {}
 
     def hook(name: str) -> Any:
         def record(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
             if isinstance(mod, QuantizedLayer):
-                shape, integer = mod.weight_shape, mod.integer
+                shape, kind = mod.weight_shape, "int8" if mod.integer else ("fp16" if mod.half else "fp32")
             else:
-                shape, integer = tuple(mod.weight.shape), False
+                shape, kind = tuple(mod.weight.shape), "fp32"
             per_output = 1
             for d in shape[1:]:
                 per_output *= d
-            found[name] = (int(out.numel()) * per_output, integer)
+            found[name] = (int(out.numel()) * per_output, kind)
         return record
 
     run_with_hooks(model, example_input, {
@@ -56,10 +56,13 @@ class EstimateRunner:
 
     def run(self, built: Any, model: Any, task: Any) -> RunResult:
         rates = self.profile.estimate
+        key = {"int8": "int8_gops", "fp16": "fp16_gflops", "fp32": "fp32_gflops"}
         seconds = 0.0
-        for macs, integer in layer_macs(model, task.example_input).values():
-            rate = rates["int8_gops"] if integer else rates["fp32_gflops"]
-            seconds += 2 * macs / (rate * 1e9)
+        for macs, kind in layer_macs(model, task.example_input).values():
+            if key[kind] not in rates:
+                raise UserError(f"--estimate: this candidate computes in fp16; add fp16_gflops to the "
+                                f"[estimate] table of {self.profile.source}")
+            seconds += 2 * macs / (rates[key[kind]] * 1e9)
         ms = seconds * 1e3
         latency = Latency(ms, ms, ms, 0, 0, 0)
         return RunResult(latency, self.measured_on, None, "simulation (estimate)")

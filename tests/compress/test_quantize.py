@@ -53,7 +53,22 @@ def test_precision_labels_say_what_is_simulated(digits_task):
     assert QuantizedLayer(conv, "c", 4, 32, None).describe().compute == "float32"  # weight-only
     assert QuantizedLayer(conv, "c", 4, 8, (0, 1)).describe().weight_dtype == "int4x2"
     assert "simulated" in QuantizedLayer(conv, "c", 32, 8, (0, 1)).describe().compute
-    assert "simulated" in QuantizedLayer(conv, "c", 16, 16, (0, 1)).describe().compute
+    assert "simulated" in QuantizedLayer(conv, "c", 16, 16, (0, 1)).describe().compute  # no fp16 arithmetic
+    assert QuantizedLayer(conv, "c", 16, 32, None).describe().compute == "float32"  # fp16 storage only
+
+
+def test_fp16_layers_compute_in_fp16_where_the_target_can(digits_task):
+    conv = dict(digits_task.build_model().named_modules())["features.1.0"]
+    for w_bits, wd in ((16, "float16"), (8, "int8"), (4, "int4x2")):
+        p = QuantizedLayer(conv, "c", w_bits, 16, None, fp16_compute=True).describe()
+        assert (p.weight_dtype, p.activation_dtype, p.compute) == (wd, "float16", "float16")
+    layer = QuantizedLayer(conv, "c", 16, 16, None, fp16_compute=True)
+    x = torch.randn(4, 16, 8, 8)
+    with torch.no_grad():
+        got, ref = layer(x), conv(x)
+    # the output is an fp16 value (widened to fp32), within fp16 rounding of the fp32 layer
+    assert torch.equal(got, got.half().float())
+    assert (got - ref).abs().max() <= 2e-3 * ref.abs().max()
 
 
 def test_fp32_plan_only_folds_batchnorm(digits_task, digits_ctx):

@@ -23,7 +23,7 @@ def _plan(ctx, kind):
         bits = [(4, 8, 0.25), (8, 32, 0.0), (16, 8, 0.0)]
         return CompressionPlan(tuple(LayerPlan(n, w, a, p if n in ctx.prunable else 0.0)
                                      for n, (w, a, p) in zip(ctx.layers, bits)))
-    w, a = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32)}[kind]
+    w, a = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w16a16": (16, 16)}[kind]
     return CompressionPlan.uniform(ctx.layers, w, a)
 
 
@@ -110,3 +110,43 @@ def test_every_precision_cross_compiles_for_aarch64(digits_task, digits_ctx, kin
     built = build(lower(model, digits_task.example_input), rpi4)
     assert built.target["mtriple"] == "aarch64-linux-gnu"
     assert built.param_bytes == stored_bytes(model)
+
+
+def test_fp16_compute_matches_the_simulation(digits_task, digits_ctx, host):
+    """fp16 layers (fp16 weights, fp16 arithmetic, fp16 tensors between them). This x86 CPU has no fp16
+    arithmetic, so LLVM widens each fp16 operation and rounds its result back to fp16: the same
+    arithmetic as an fp16 unit, only slower, which is what this test is about."""
+    plan = CompressionPlan(tuple(LayerPlan(n, w, 16) for n, w in zip(digits_ctx.layers, (16, 8, 4))))
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data,
+                     digits_ctx.protected, fp16_compute=True)
+    built = build(lower(model, digits_task.example_input), host)
+    session = LocalSession(built)
+    x = digits_task.eval_inputs
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = np.concatenate([session.run(x[i : i + 1].numpy()) for i in range(len(x))])
+    # The device sums K products in fp16, the simulation in fp32 before rounding the sum to fp16: the
+    # sums differ by up to ~sqrt(K) fp16 ulps (K = 144 and 256 here, ulp 2^-11 relative), per layer.
+    # Bound: 2% of the largest logit; the predicted class may flip only for near-ties.
+    err = np.abs(got - want).max()
+    assert err <= 0.02 * np.abs(want).max(), err
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+
+
+def test_rpi5_fp16_layers_run_on_neon_fp16_fma(digits_task, digits_ctx, tmp_path):
+    import subprocess
+
+    rpi5 = load_profile("rpi5")
+    plan = CompressionPlan.uniform(digits_ctx.layers, 16, 16)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data,
+                     digits_ctx.protected, fp16_compute=rpi5.fp16_compute())
+    lowered = lower(model, digits_task.example_input)
+    built = build(lowered, rpi5)
+    weights = [p for p, name in zip(built.params, lowered.param_names) if name.endswith("weight")]
+    assert weights and {str(w.dtype) for w in weights} == {"float16"}
+    path = export_library(built, rpi5, tmp_path)
+    asm = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True).stdout
+    fmla = [ln for ln in asm.splitlines() if "\tfmla\t" in ln]
+    # the conv kernels multiply-add 8 fp16 lanes at a time (fmla vN.8h); no float32 FMA (.4s) is left
+    assert sum(".8h" in ln for ln in fmla) > 50
+    assert not any(".4s" in ln for ln in fmla)

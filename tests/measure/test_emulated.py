@@ -1,4 +1,4 @@
-"""An rpi4 candidate measured end to end on the emulated aarch64 device, through a real tracker."""
+"""rpi4 / rpi5 candidates measured end to end on emulated aarch64 devices, through a real tracker."""
 
 import json
 import os
@@ -15,7 +15,9 @@ def emulated_farm(tmp_path_factory):
     farm = start_farm(tmp_path_factory.mktemp("emu") / "logs")
     try:
         farm.add_server("rpi4", "rpi4-emulated", emulated=True)
+        farm.add_server("rpi5", "rpi5-emulated", emulated=True)
         farm.wait_for("rpi4-emulated", 1, timeout_s=180)
+        farm.wait_for("rpi5-emulated", 1, timeout_s=180)
         yield farm
     finally:
         farm.stop()
@@ -35,3 +37,21 @@ def test_rpi4_candidate_runs_on_the_emulated_device(emulated_farm):
     assert d["peak_rss_bytes"] is None  # not measured remotely, and not invented
     log = emulated_farm.log("rpi4").read_text()
     assert "load_module" in log  # the emulated aarch64 server loaded the library
+
+
+def test_rpi5_fp16_candidate_computes_in_fp16_on_the_emulated_device(emulated_farm):
+    """The Pi 5's A76 has fp16 arithmetic (+fullfp16): `w16` there is fp16 weights *and* fp16 compute,
+    and the aarch64 outputs (fp16 sums) agree with the simulation (fp32 sums of fp16 values)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "autocomp", "evaluate", "--device", "rpi5", "--task", "digits", "--plan", "w16",
+         "--tracker", emulated_farm.address, "--rpc-key", "rpi5-emulated", "--json"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(r.stdout)
+    assert d["measured_on"] == f"emulated:rpi5-emulated@{emulated_farm.address}"
+    assert d["compute"] == "native"
+    assert {(layer["weight_dtype"], layer["activation_dtype"], layer["compute"]) for layer in d["layers"]} == {
+        ("float16", "float16", "float16")}
+    assert d["measure_details"]["agreement_same_class"] >= 0.995
+    assert d["accuracy_source"].startswith("simulation, agreeing with the device")
+    assert "load_module" in emulated_farm.log("rpi5").read_text()
