@@ -7,7 +7,7 @@ the same stages, so a figure means the same thing wherever it is printed.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -116,45 +116,55 @@ class CandidateResult:
 
 def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     """Run every stage for one plan; returns the result, the compressed torch model and the build."""
+    timings: dict[str, float] = {}
+    model, acc_sim, built = _compile(ctx, plan, timings)
+    t = time.perf_counter()
+    run = ctx.runner().run(built, model, ctx.task)
+    if not run.details.get("timings_s"):
+        timings["measure"] = time.perf_counter() - t
+    return _assemble(ctx, plan, model, acc_sim, built, run, timings), model, built
+
+
+def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any]:
+    """compress -> simulate -> lower -> build: everything before the device."""
     from autocomp import evaluate
     from autocomp.lower import lower
 
-    task, timings = ctx.task, {}
     t = time.perf_counter()
     model = ctx.compress(plan)
     timings["compress"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    acc_sim = evaluate.accuracy_torch(model, task)
+    acc_sim = evaluate.accuracy_torch(model, ctx.task)
     timings["simulate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    lowered = lower(model, task.example_input)
+    lowered = lower(model, ctx.task.example_input)
     timings["lower"] = time.perf_counter() - t
 
     built = ctx.build(lowered)
     timings["compile"] = built.compile_s
+    return model, acc_sim, built
 
-    t = time.perf_counter()
-    run = ctx.runner().run(built, model, task)
+
+def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: Any, run: Any,
+              timings: dict[str, float]) -> CandidateResult:
     split = run.details.pop("timings_s", None)
     if split:  # the runner says how its time divided (timing, accuracy, memory probe)
         timings.update(split)
-    else:
-        timings["measure"] = time.perf_counter() - t
     latency, rss = run.latency, run.peak_rss
-
+    nan = float("nan")  # latency not timed yet (a compile worker's candidate, timed by the parent)
     precisions = layer_precisions(model, ctx.layers)
     native = not any("simulated" in p.compute for p in precisions)
-    result = CandidateResult(
+    return CandidateResult(
         plan_key=plan.key(),
         plan_label=plan.summary(),
         device=ctx.profile.name,
         measured_on=run.measured_on,
-        latency_ms=latency.median_ms,
-        latency_p10_ms=latency.p10_ms,
-        latency_p90_ms=latency.p90_ms,
-        latency_samples=latency.samples,
+        latency_ms=latency.median_ms if latency else nan,
+        latency_p10_ms=latency.p10_ms if latency else nan,
+        latency_p90_ms=latency.p90_ms if latency else nan,
+        latency_samples=latency.samples if latency else 0,
         param_bytes=built.param_bytes,
         arena_bytes=built.arena_bytes,
         memory_bytes=built.param_bytes + built.arena_bytes,
@@ -172,7 +182,60 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
         kernels=built.kernels,
         measure_details=run.details,
     )
-    return result, model, built
+
+
+@dataclass
+class Untimed:
+    """A local candidate measured in every way but latency: what a compile worker hands back.
+
+    Timing is the one stage that must not share the cores with a compile, so the parent process times
+    `library` once no compile is running (see buildpool.py) and completes `result`.
+    """
+
+    result: CandidateResult
+    library: str  # the exported .so
+    params: str  # its parameters (numpy .npz, in order)
+
+
+def evaluate_untimed(ctx: Context, plan: Any, directory: str) -> Untimed:
+    """Every stage of a local candidate except the timing; the library is written to `directory`."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from autocomp.build import export_library
+    from autocomp.measure.runner import LocalRunner
+
+    import os
+
+    timings: dict[str, float] = {}
+    start = time.time()
+    model, acc_sim, built = _compile(ctx, plan, timings)
+    run = LocalRunner(ctx.profile.measurement).run(built, model, ctx.task, timed=False)
+    lib = export_library(built, ctx.profile, Path(directory))
+    params = Path(directory) / "params.npz"
+    np.savez(params, *built.params)
+    # when and where it was built: the parent checks that no timing overlapped a compile
+    run.details.update(build_window=[start, time.time()], built_by_pid=os.getpid())
+    return Untimed(_assemble(ctx, plan, model, acc_sim, built, run, timings), str(lib), str(params))
+
+
+def time_untimed(ctx: Context, untimed: Untimed) -> CandidateResult:
+    """Time a worker's library here (nothing else may be compiling) and complete its result."""
+    import numpy as np
+
+    from autocomp.measure.runner import LocalRunner, LocalSession
+
+    t, start = time.perf_counter(), time.time()
+    with np.load(untimed.params) as npz:
+        params = tuple(npz[f"arr_{i}"] for i in range(len(npz.files)))
+    session = LocalSession.from_library(untimed.library, params)
+    latency = LocalRunner(ctx.profile.measurement).time(session, ctx.task.example_input.numpy())
+    r = untimed.result
+    timings = {**r.timings_s, "latency": round(time.perf_counter() - t, 3)}
+    details = {**r.measure_details, "timing_window": [start, time.time()]}
+    return replace(r, latency_ms=latency.median_ms, latency_p10_ms=latency.p10_ms, latency_p90_ms=latency.p90_ms,
+                   latency_samples=latency.samples, timings_s=timings, measure_details=details)
 
 
 UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32),

@@ -69,7 +69,8 @@ def _search_config(args: argparse.Namespace):
     return SearchConfig(device=args.device, task=args.task, trials=args.trials,
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
                         seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
-                        estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials)
+                        estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials,
+                        jobs=args.jobs)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
     p.add_argument("--trials", type=int, default=24, help="trials to run now (default 24)")
     p.add_argument("--max-accuracy-drop", type=float, default=0.01, help="largest allowed accuracy drop vs fp32, as a fraction (default 0.01)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="candidates compiled in parallel (default 0: one per core); local timing waits "
+                        "until no compile runs")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -36,6 +36,7 @@ class SearchConfig:
     estimate: bool = False
     finetune_steps: int = 0
     tune_trials: int = 0
+    jobs: int = 0  # candidates compiled at once (0: one per core); see buildpool.py
 
     def measure_options(self) -> Any:
         from autocomp.measure.runner import MeasureOptions
@@ -57,6 +58,8 @@ class SearchConfig:
             raise UserError(f"--tune-trials must be >= 0, got {self.tune_trials}")
         if self.finetune_steps < 0:
             raise UserError(f"--finetune-steps must be >= 0, got {self.finetune_steps}")
+        if self.jobs < 0:
+            raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
         if self.estimate and self.tracker:
             raise UserError("--estimate and --tracker exclude each other: measure on the farm, or estimate")
 
@@ -90,7 +93,8 @@ def make_sampler(seed: int) -> Any:
     """TPE reads the trials' constraints (Trial.set_constraint) and favours feasible regions."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True)
+    # constant_liar: trials asked together (parallel builds) are not sampled as if the others did not exist
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
 
 
 def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float) -> dict[str, Any]:
@@ -125,22 +129,36 @@ class PreparedSearch:
     cfg: SearchConfig
     url: str
     study: Any
-    objective: Callable[[Any], tuple[float, float, float]]
+    space: SearchSpace
+    ctx: Any  # candidate.Context
+    baseline: float
+
+    def jobs(self) -> int:
+        """Parallel compiles: one per core by default, at most one per trial. Tile tuning times kernels
+        inside the build, so with --tune-trials on a local device builds run one at a time."""
+        from autocomp.buildpool import default_jobs
+
+        if self.cfg.tune_trials > 0 and self.ctx.tuning_db is not None:
+            return 1
+        return max(1, min(self.cfg.jobs or default_jobs(), self.cfg.trials))
 
     def run(self, on_trial: Callable[[int, int, Any], None] | None = None) -> SearchOutcome:
         import optuna
 
         study, t0 = self.study, time.perf_counter()
-        before = _started(study)
+        before, finished_before = _started(study), _finished(study)
 
         def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if on_trial is not None:
-                on_trial(_started(study) - before, self.cfg.trials, trial)
+                on_trial(_finished(study) - finished_before, self.cfg.trials, trial)
 
-        study.optimize(
-            self.objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
-            callbacks=[callback], gc_after_trial=True,
-        )
+        if self.jobs() > 1:
+            self._run_batches(callback)
+        else:
+            study.optimize(
+                self._objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
+                callbacks=[callback], gc_after_trial=True,
+            )
         trials = study.get_trials(deepcopy=False)
         return SearchOutcome(
             study=study.study_name,
@@ -150,6 +168,92 @@ class PreparedSearch:
             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
             elapsed_s=time.perf_counter() - t0,
         )
+
+    def _suggest(self, trial: Any) -> tuple[CompressionPlan, Any]:
+        """The trial's plan, and the result of an identical plan measured before (reused, and said so)."""
+        import optuna
+
+        from autocomp.candidate import CandidateResult
+
+        plan = self.space.suggest(trial)
+        trial.set_user_attr("plan", plan.to_dict())
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("result", {}).get("plan_key") == plan.key():
+                trial.set_user_attr("reused_from_trial", t.number)
+                return plan, CandidateResult.from_dict(t.user_attrs["result"])
+        return plan, None
+
+    def _record(self, trial: Any, result: Any) -> tuple[float, float, float]:
+        trial.set_user_attr("result", result.to_dict())
+        memory_limit = self.ctx.profile.memory_mb * 1024 * 1024
+        constraints = constraint_values(result, self.baseline, self.cfg.max_accuracy_drop, memory_limit)
+        trial.set_user_attr("constraints", constraints)
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)
+        return result.latency_ms, float(result.memory_bytes), result.accuracy_compiled
+
+    def _objective(self, trial: Any) -> tuple[float, float, float]:
+        from autocomp.candidate import evaluate_plan
+
+        plan, result = self._suggest(trial)
+        if result is None:
+            try:
+                result, _model, _built = evaluate_plan(self.ctx, plan)
+            except CandidateError as exc:
+                trial.set_user_attr("error", str(exc))
+                raise
+        return self._record(trial, result)
+
+    def _run_batches(self, callback: Callable[[Any, Any], None]) -> None:
+        """Ask for `jobs` trials, compile them in parallel, time them one by one, tell; repeat.
+
+        Trials asked but not told when something escapes (Ctrl-C, a UserError) are told FAIL, so the
+        study holds no trial stuck RUNNING; every told trial is already in storage.
+        """
+        import optuna
+
+        from autocomp.buildpool import BuildPool, WorkerSpec
+
+        from autocomp.measure.runner import LocalRunner
+
+        cfg, ctx, study = self.cfg, self.ctx, self.study
+        local = isinstance(ctx.runner(), LocalRunner)
+        spec = WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local)
+        pool = BuildPool(spec, ctx, self.jobs())
+        deadline = None if cfg.timeout_s is None else time.perf_counter() + cfg.timeout_s
+        left, pending, results = cfg.trials, [], {}
+
+        def tell(trial: Any) -> Any:
+            result = results.get(trial.number)
+            if isinstance(result, CandidateError):
+                trial.set_user_attr("error", str(result))
+            if result is None or isinstance(result, CandidateError):
+                return study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return study.tell(trial, self._record(trial, result))
+
+        try:
+            while left > 0 and (deadline is None or time.perf_counter() < deadline):
+                pending = [study.ask() for _ in range(min(self.jobs(), left))]
+                left -= len(pending)
+                results, todo = {}, []
+                for trial in pending:
+                    plan, results[trial.number] = self._suggest(trial)
+                    if results[trial.number] is None:
+                        todo.append((trial.number, plan))
+                results.update(zip((n for n, _ in todo), pool.evaluate([plan for _, plan in todo])))
+                while pending:
+                    callback(study, tell(pending.pop(0)))
+        finally:  # measured results are kept even when the search stops half-way through a batch
+            for trial in pending:
+                tell(trial)
+            pool.close()
+
+
+def _finished(study: Any) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def _started(study: Any) -> int:
@@ -207,35 +311,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         if plan.key() not in seen:
             study.enqueue_trial(space.params(plan), skip_if_exists=True)
 
-    memory_limit = profile.memory_mb * 1024 * 1024
-
-    def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        from autocomp.candidate import CandidateResult
-
-        plan = space.suggest(trial)
-        trial.set_user_attr("plan", plan.to_dict())
-        done = {
-            t.user_attrs["result"]["plan_key"]: t
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if "result" in t.user_attrs
-        }
-        if plan.key() in done:  # an identical plan was already measured: reuse, and say so
-            result = CandidateResult.from_dict(done[plan.key()].user_attrs["result"])
-            trial.set_user_attr("reused_from_trial", done[plan.key()].number)
-        else:
-            try:
-                result, _model, _built = evaluate_plan(ctx, plan)
-            except CandidateError as exc:
-                trial.set_user_attr("error", str(exc))
-                raise
-        trial.set_user_attr("result", result.to_dict())
-        constraints = constraint_values(result, baseline, cfg.max_accuracy_drop, memory_limit)
-        trial.set_user_attr("constraints", constraints)
-        for key, value in constraints.items():
-            trial.set_constraint(key, value)
-        return result.latency_ms, float(result.memory_bytes), result.accuracy_compiled
-
-    return PreparedSearch(cfg, url, study, objective)
+    return PreparedSearch(cfg, url, study, space, ctx, baseline)
 
 
 def load_study(study: str, storage: str | None) -> Any:

@@ -72,13 +72,30 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(sqlite_url, monk
         return real(ctx, plan)
 
     monkeypatch.setattr(candidate, "evaluate_plan", flaky)
-    out = run_search(cfg(sqlite_url, trials=3))
+    out = run_search(cfg(sqlite_url, trials=3, jobs=1))  # in this process, where the patch is
     assert out.failed == 1
     failed = [t for t in load_study("s", sqlite_url).trials if t.state == optuna.trial.TrialState.FAIL]
     assert "injected" in failed[0].user_attrs["error"]
 
 
-@pytest.mark.parametrize("kw, message", [({"trials": 0}, "--trials"), ({"max_accuracy_drop": 2.0}, "max-accuracy-drop")])
+def test_parallel_builds_never_overlap_a_timing(sqlite_url):
+    """Two compile workers build each batch; this process times only after the whole batch is built."""
+    out = run_search(cfg(sqlite_url, trials=4, jobs=2, max_accuracy_drop=0.05))
+    assert (out.trials_run, out.failed) == (4, 0)
+    results = [t.user_attrs["result"] for t in load_study("s", sqlite_url).trials]
+    assert [r["plan_label"] for r in results[:3]] == ["fp32", "w8a8", "w8a8 p0.25"]
+    builds = [r["measure_details"]["build_window"] for r in results]
+    timings = [r["measure_details"]["timing_window"] for r in results]
+    for t0, t1 in timings:
+        assert all(t1 <= b0 or t0 >= b1 for b0, b1 in builds), "a candidate was timed while another compiled"
+    for r in results:
+        assert r["latency_ms"] > 0 and r["latency_samples"] > 0 and r["accuracy_source"] == "compiled"
+        assert r["peak_rss_bytes"] > 0 and r["measure_details"]["built_by_pid"] > 0
+        assert set(r["timings_s"]) >= {"compress", "simulate", "lower", "compile", "latency", "evaluate", "peak_rss"}
+
+
+@pytest.mark.parametrize("kw, message", [({"trials": 0}, "--trials"), ({"max_accuracy_drop": 2.0}, "max-accuracy-drop"),
+                                         ({"jobs": -1}, "--jobs")])
 def test_bad_config_fails_before_touching_storage(tmp_path, kw, message):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     with pytest.raises(UserError, match=message):

@@ -42,7 +42,7 @@ class Latency:
 
 @dataclass(frozen=True)
 class RunResult:
-    latency: Latency
+    latency: Latency | None  # None: not timed here (a compile worker's run; the parent times it)
     measured_on: str  # local | rpc:<key>@<host:port> | emulated:<key>@<host:port> | estimate
     accuracy_compiled: float | None  # None: the artifact was not run on the eval set; use the simulation's
     accuracy_source: str  # compiled | simulation, agreeing on N samples | simulation (estimate)
@@ -58,12 +58,24 @@ class LocalSession:
     """A loaded VM with its parameters already on the device."""
 
     def __init__(self, built: BuildResult) -> None:
+        self._load(built.executable, built.params)
+
+    @classmethod
+    def from_library(cls, library: str, params: tuple[np.ndarray, ...]) -> LocalSession:
+        """A session on an exported library (e.g. one a compile worker wrote)."""
+        import tvm
+
+        session = cls.__new__(cls)
+        session._load(tvm.runtime.load_module(library), params)
+        return session
+
+    def _load(self, executable: Any, params: tuple[np.ndarray, ...]) -> None:
         import tvm
         from tvm import relax
 
         self.device = tvm.cpu()
-        self.vm = relax.VirtualMachine(built.executable, self.device)
-        self.params = [tvm.runtime.tensor(p, self.device) for p in built.params]
+        self.vm = relax.VirtualMachine(executable, self.device)
+        self.params = [tvm.runtime.tensor(p, self.device) for p in params]
 
     def args(self, x: np.ndarray) -> list[Any]:
         import tvm
@@ -100,7 +112,8 @@ class LocalRunner:
                                           min_repeat_ms=m.min_repeat_ms)
         return Latency.from_seconds(timer(*args).results, m)
 
-    def run(self, built: BuildResult, model: Any, task: Any) -> RunResult:
+    def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True) -> RunResult:
+        """`timed=False`: everything but the latency (a compile worker, whose cores are not quiet)."""
         from autocomp import evaluate
         from autocomp.measure.memory import measure_peak_rss
 
@@ -108,12 +121,14 @@ class LocalRunner:
 
         t0 = time.perf_counter()
         session = self.session(built)
-        latency = self.time(session, task.example_input.numpy())
+        latency = self.time(session, task.example_input.numpy()) if timed else None
         t1 = time.perf_counter()
         accuracy = evaluate.accuracy_compiled(session.run, task)
         t2 = time.perf_counter()
         rss = measure_peak_rss(built, tuple(task.example_input.shape)) if self.peak_rss else None
         timings = {"latency": t1 - t0, "evaluate": t2 - t1, "peak_rss": time.perf_counter() - t2}
+        if not timed:
+            del timings["latency"]
         return RunResult(latency, self.measured_on, accuracy, "compiled", rss, {"timings_s": timings})
 
 
