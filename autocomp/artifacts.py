@@ -111,11 +111,10 @@ def _write_artifacts(tmp: Path, ctx: Any, plan: Any) -> dict[str, Any]:
     from tvm import relax
 
     from autocomp import evaluate
-    from autocomp.lower import lower
 
     task, profile = ctx.task, ctx.profile
     model = ctx.compress(plan)
-    lowered = lower(model, task.example_input)
+    lowered = ctx.lower(model)
     built = ctx.build(lowered)
     info = write_compiled(tmp, built, lowered, profile)
     torch.save(model.state_dict(), tmp / "model_state.pt")
@@ -170,12 +169,11 @@ def atomic_directory(out: Path, force: bool, fill: Callable[[Path], dict[str, An
 
 def compile_only(ctx: Any, plan: Any, out: Path, force: bool = False) -> dict[str, Any]:
     """Write the compiled library for the profile's target without measuring anything."""
-    from autocomp.lower import lower
 
     def fill(tmp: Path) -> dict[str, Any]:
         task = ctx.task
         model = ctx.compress(plan)
-        lowered = lower(model, task.example_input)
+        lowered = ctx.lower(model)
         info = write_compiled(tmp, ctx.build(lowered), lowered, ctx.profile)
         return {"_type": "autocomp.CompiledArtifact", "_version": MANIFEST_VERSION,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -38,6 +38,13 @@ class Context:
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
 
+    def lower(self, model: nn.Module) -> Any:
+        """The Relax module of a compressed model, in the integer form this target's kernels want."""
+        from autocomp.lower import lower
+        from autocomp.schedule_vnni import has_sdot
+
+        return lower(model, self.task.example_input, signed_dot=has_sdot(self.profile.tvm_target()))
+
     def build(self, lowered: Any) -> Any:
         from autocomp.build import build
 
@@ -128,7 +135,6 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
 def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any]:
     """compress -> simulate -> lower -> build: everything before the device."""
     from autocomp import evaluate
-    from autocomp.lower import lower
 
     t = time.perf_counter()
     model = ctx.compress(plan)
@@ -139,7 +145,7 @@ def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Mod
     timings["simulate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    lowered = lower(model, ctx.task.example_input)
+    lowered = ctx.lower(model)
     timings["lower"] = time.perf_counter() - t
 
     built = ctx.build(lowered)

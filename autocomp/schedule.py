@@ -282,12 +282,14 @@ def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) ->
         try:
             from autocomp.schedule_vnni import schedule_conv_vnni
 
+            from autocomp.schedule_vnni import dot_kind
+
             vnni = schedule_conv_vnni(func, target)  # one fixed tile: measured within noise of the others
             if vnni is not None:
                 if func.attrs and "global_symbol" in func.attrs:
                     vnni = vnni.with_attr("global_symbol", func.attrs["global_symbol"])
                 out[gv] = vnni
-                report[gv.name_hint] = "scheduled (VNNI dot product)"
+                report[gv.name_hint] = f"scheduled ({dot_kind(target).label})"
                 continue
             tile, how = None, "default tile"
             if db is not None and find_conv(s_tir.Schedule(func)) is not None:

@@ -1,4 +1,5 @@
-"""AVX-512 VNNI variant of autocomp's zero-tuning conv2d schedule (u8 data x s8 weight -> s32).
+"""Dot-product variants of autocomp's zero-tuning conv2d schedule: AVX-512 VNNI (u8 data x s8 weight
+-> s32, 16 lanes) and ARMv8.2 SDOT (s8 x s8 -> s32, 4 lanes), one template for both (`DotKind`).
 
 ``autocomp.schedule.schedule_module`` tries it first for every conv and falls back to the generic
 template when it returns None.
@@ -13,17 +14,22 @@ Layouts, all produced inside the kernel (no Relax changes):
 * accumulator: ``local`` ``[N, Y, X, F]`` tile of ``16*NV`` channels x ``TY x TX`` pixels, kept in
   zmm registers after unrolling.
 
-Inner block: 16 output channels x 4 input channels, tensorized with ``vpdpbusd`` (vnni_intrin.py): one
-broadcast of 4 data bytes, one 64-byte weight load, 64 multiply-adds per instruction. The fused
-epilogue (bias, rescale, relu, requantize) is computed per tile as in the generic schedule.
+Inner block: LANES output channels x 4 input channels, tensorized with ``vpdpbusd`` (vnni_intrin.py:
+one broadcast of 4 data bytes, one 64-byte weight load, 64 multiply-adds per instruction) or ``sdot``
+(sdot_intrin.py: 16 per instruction). The fused epilogue (bias, rescale, relu, requantize) is computed
+per tile as in the generic schedule. Below, 16 is VNNI's LANES; SDOT's is 4.
 
 Applies when: the target CPU has ``avx512vnni`` (LLVM feature name; "avx512_vnni" is /proc/cpuinfo's
 spelling and is *not* recognised by ``llvm_cpu_has_features``), the data is uint8, the weight int8, the
 accumulator int32, C % 4 == 0 and O % 16 == 0. Otherwise returns None (caller falls back).
 int8 data (the first layer of a w8a8 plan) is not handled: vpdpbusd multiplies unsigned x signed.
+SDOT applies on aarch64 targets with ``dotprod`` to int8 data (lower/ops.py shifts uint8 activations
+by -128 for such targets) with C % 4 == 0 and O % 4 == 0.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import tvm
 from tvm import s_tir, tirx
@@ -33,29 +39,60 @@ from autocomp.schedule import _divisor_at_most, _parallel_elementwise, _root, fi
 from autocomp.vnni_intrin import register as _register_intrin
 
 LANES = 16  # int32 lanes of a zmm register
-KGROUP = 4  # bytes summed per lane by vpdpbusd
+KGROUP = 4  # bytes summed per lane by vpdpbusd / sdot
 
 
-def has_vnni(target: tvm.target.Target) -> bool:
+@dataclass(frozen=True)
+class DotKind:
+    """One CPU dot-product instruction the template tensorizes with."""
+
+    label: str  # how `kernels` reports it
+    lanes: int  # int32 accumulator lanes per instruction
+    data_dtype: str  # what it multiplies the int8 weights with
+    budget: int  # accumulator registers per tile
+
+
+VNNI = DotKind("VNNI dot product", 16, "uint8", 16)
+SDOT = DotKind("NEON SDOT dot product", 4, "int8", 16)  # 32 NEON registers: 16 accumulators + loads
+
+
+def _has_feature(target: tvm.target.Target, feature: str) -> bool:
     from tvm.target import codegen
 
     if target.kind.name != "llvm":
         return False
     try:
         with target:
-            return bool(codegen.llvm_cpu_has_features(["avx512vnni"], target))
-    except Exception:  # non-x86 triple / feature query unsupported
+            return bool(codegen.llvm_cpu_has_features([feature], target))
+    except Exception:  # feature query unsupported for this triple
         return False
 
 
-def pick_tile_vnni(o: int, h: int, w: int, budget: int = 16) -> tuple[int, int, int]:
+def has_vnni(target: tvm.target.Target) -> bool:
+    return _has_feature(target, "avx512vnni")
+
+
+def has_sdot(target: tvm.target.Target) -> bool:
+    """AArch64 with the ARMv8.2 dot product (Pi 5's A76; not the Pi 4's A72)."""
+    return "aarch64" in str(target.attrs.get("mtriple", "")) and _has_feature(target, "dotprod")
+
+
+def dot_kind(target: tvm.target.Target) -> DotKind | None:
+    if has_vnni(target):
+        return VNNI
+    if has_sdot(target):
+        return SDOT
+    return None
+
+
+def pick_tile_vnni(o: int, h: int, w: int, budget: int = 16, lanes: int = LANES) -> tuple[int, int, int]:
     """(NV, TY, TX): 16-channel vectors per tile and the pixel tile; NV*TY*TX accumulators <= budget.
 
     Loads per step: NV weight vectors + TY*TX data broadcasts for NV*TY*TX vpdpbusd.
     """
     best = None
     for nv in (1, 2, 3, 4):
-        if o % (LANES * nv):
+        if o % (lanes * nv):
             continue
         pix = budget // nv
         tx = _divisor_at_most(w, pix)
@@ -68,16 +105,16 @@ def pick_tile_vnni(o: int, h: int, w: int, budget: int = 16) -> tuple[int, int, 
     return best[1]
 
 
-def _applicable(sch: s_tir.Schedule, info) -> bool:
+def _applicable(sch: s_tir.Schedule, info, kind: DotKind) -> bool:
     blk = sch.get(sch.get_sblock(info.block))
     data = blk.reads[info.data_read].source
     weight = blk.reads[info.weight_read].source
     return (
-        str(data.dtype) == "uint8"
+        str(data.dtype) == kind.data_dtype
         and str(weight.dtype) == "int8"
         and info.acc_dtype == "int32"
         and info.c % KGROUP == 0
-        and info.o % LANES == 0
+        and info.o % kind.lanes == 0
     )
 
 
@@ -96,24 +133,31 @@ def schedule_conv_vnni(
     packed weights (e.g. a Relax-level layout transform lifted out by LiftTransformParams). Used here
     to measure what the in-kernel repack costs."""
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
-    if not has_vnni(target):
+    kind = dot_kind(target)
+    if kind is None:
         return None
     try:
-        return _schedule(func, tile, prepacked_weight)
+        return _schedule(func, tile, prepacked_weight, kind)
     except Exception:
         if strict:
             raise
         return None
 
 
-def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False) -> tirx.PrimFunc | None:
+def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: DotKind = VNNI) -> tirx.PrimFunc | None:
     sch = s_tir.Schedule(func)
     info = find_conv(sch)
-    if info is None or not _applicable(sch, info):
+    if info is None or not _applicable(sch, info, kind):
         return None
-    _, intrin = _register_intrin()  # the accumulator tile is scope 'local'
+    if kind is SDOT:
+        from autocomp.sdot_intrin import register as register_sdot
+
+        intrin = register_sdot()
+    else:
+        _, intrin = _register_intrin()  # the accumulator tile is scope 'local'
+    lanes = kind.lanes
     conv = sch.get_sblock(info.block)
-    nv, ty, tx = tile or pick_tile_vnni(info.o, info.h, info.w)
+    nv, ty, tx = tile or pick_tile_vnni(info.o, info.h, info.w, kind.budget, lanes)
     root = _root(sch)
 
     # 1. epilogue: inline every elementwise block after the conv into the last one (as schedule.py)
@@ -142,14 +186,14 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False) -> tirx
     sch.transform_layout(
         conv,
         ("read", info.weight_read),
-        lambda o, i, h, w: (o // LANES, i // KGROUP, h, w, o % LANES, i % KGROUP),
+        lambda o, i, h, w: (o // lanes, i // KGROUP, h, w, o % lanes, i % KGROUP),
     )
     # accumulator [N, Y, X, F]: 16 channels contiguous
     sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
 
     # 4. tile: n, fo, yo, xo | rco, ry, rx | fv, yi, xi | fi(16), rci(4)
     n, f, y, x, rc, ry, rx = sch.get_loops(conv)
-    fo, fv, fi = sch.split(f, [None, nv, LANES])
+    fo, fv, fi = sch.split(f, [None, nv, lanes])
     yo, yi = sch.split(y, [None, ty])
     xo, xi = sch.split(x, [None, tx])
     rco, rci = sch.split(rc, [None, KGROUP])
@@ -171,7 +215,7 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False) -> tirx
 
     # 6. side stages
     if wpack is not None:
-        _pack_weight_loops(sch, wpack)
+        _pack_weight_loops(sch, wpack, lanes)
     if dpack is not None:
         _pack_data_loops(sch, dpack)
     for b in sch.get_child_blocks(root):
@@ -180,11 +224,11 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False) -> tirx
     return sch.mod["main"]
 
 
-def _pack_weight_loops(sch: s_tir.Schedule, blk) -> None:
+def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES) -> None:
     """Loops (o, i, h, w) of the stage writing [O/16, I/4, KH, KW, 16, 4]: write order, parallel over
     the 16-channel blocks."""
     po_, pi_, ph, pw = sch.get_loops(blk)
-    pa, pb = sch.split(po_, [None, LANES])
+    pa, pb = sch.split(po_, [None, lanes])
     qa, qb = sch.split(pi_, [None, KGROUP])
     sch.reorder(pa, qa, ph, pw, pb, qb)
     sch.parallel(pa)

@@ -125,14 +125,34 @@ def _relax_rescale(bb: Any, acc: Any, a_scale: float, w_scale: Any, bias_q: Any,
     return bb.emit(relax.op.multiply(accf, scale))
 
 
+# Set by lower(signed_dot=True) for targets whose int8 dot product is signed x signed only (ARM SDOT):
+# uint8 activations of convs with C % 4 == 0 are then fed to the conv as int8 (q - 128), and the conv
+# adds back 128 * sum(w) per output channel. Exact: sum((q - 128) w) + 128 sum(w) == sum(q w). The
+# border needs care: the padding must be q = 0, i.e. -128 once shifted, so it is an explicit pad.
+SIGNED_DOT = {"on": False}
+
+
 def relax_qconv2d(node: Any, importer: Any) -> Any:
     from tvm import relax
 
     x, wq, w_scale, bias_q, a_scale, signed, stride, padding, dilation, groups = importer.retrieve_args(node)
     bb = importer.block_builder
     xq = _relax_quantize(bb, x, a_scale, signed)
+    shift = SIGNED_DOT["on"] and not signed and groups == 1 and int(wq.ty.shape[1]) % 4 == 0
+    if shift:
+        xi = bb.emit(relax.op.astype(xq, "int16"))
+        xq = bb.emit(relax.op.astype(bb.emit(relax.op.subtract(xi, relax.const(128, "int16"))), "int8"))
+        if any(padding):
+            top, left = padding[0], padding[1 % len(padding)]
+            bottom, right = (padding[2], padding[3]) if len(padding) == 4 else (top, left)
+            xq = bb.emit(relax.op.nn.pad(xq, [0, 0, 0, 0, top, bottom, left, right], pad_value=-128.0))
+            padding = [0, 0]
     acc = bb.emit(relax.op.nn.conv2d(xq, wq, strides=stride, padding=padding, dilation=dilation,
                                      groups=groups, out_dtype="int32"))
+    if shift:
+        wsum = bb.emit(relax.op.sum(bb.emit(relax.op.astype(wq, "int32")), axis=[1, 2, 3]))
+        corr = bb.emit(relax.op.multiply(wsum, relax.const(128, "int32")))
+        acc = bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, [1, -1, 1, 1]))))
     return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1, 1, 1])
 
 

@@ -26,8 +26,12 @@ class LoweredModel:
     input_dtype: str
 
 
-def lower(model: nn.Module, example_input: torch.Tensor) -> LoweredModel:
-    """Import the model with a static input shape (the example input's)."""
+def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = False) -> LoweredModel:
+    """Import the model with a static input shape (the example input's).
+
+    `signed_dot`: the target's int8 dot product is signed x signed (ARM SDOT), so uint8 conv inputs are
+    re-centred to int8 (exactly; see ops.SIGNED_DOT).
+    """
     import tvm  # noqa: F401  (registers the relax frontend)
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
@@ -36,7 +40,11 @@ def lower(model: nn.Module, example_input: torch.Tensor) -> LoweredModel:
     try:
         with torch.no_grad():
             exported = torch.export.export(model, (example_input,))
-        mod = from_exported_program(exported, keep_params_as_input=True, custom_convert_map=ops.RELAX_CONVERTERS)
+        ops.SIGNED_DOT["on"] = signed_dot
+        try:
+            mod = from_exported_program(exported, keep_params_as_input=True, custom_convert_map=ops.RELAX_CONVERTERS)
+        finally:
+            ops.SIGNED_DOT["on"] = False
     except Exception as exc:  # the importer raises AssertionError / KeyError for unsupported ops
         raise CandidateError(f"TVM Relax import failed: {type(exc).__name__}: {exc}") from exc
     mod, params = relax.frontend.detach_params(mod)

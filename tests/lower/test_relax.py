@@ -150,3 +150,34 @@ def test_rpi5_fp16_layers_run_on_neon_fp16_fma(digits_task, digits_ctx, tmp_path
     # the conv kernels multiply-add 8 fp16 lanes at a time (fmla vN.8h); no float32 FMA (.4s) is left
     assert sum(".8h" in ln for ln in fmla) > 50
     assert not any(".4s" in ln for ln in fmla)
+
+
+def test_signed_dot_lowering_is_exact(digits_task, digits_ctx, host):
+    """For SDOT targets, uint8 conv inputs become int8 (q - 128) and the conv adds 128 * sum(w) back:
+    the same integers. Compiled here for x86 (generic int8 kernels) to check the rewrite itself."""
+    plan = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    plain, shifted = (build(lower(model, digits_task.example_input, signed_dot=s), host) for s in (False, True))
+    x = digits_task.eval_inputs[:64].numpy()
+    a, b = LocalSession(plain), LocalSession(shifted)
+    got = [(a.run(x[i : i + 1]), b.run(x[i : i + 1])) for i in range(len(x))]
+    assert all(np.array_equal(p, q) for p, q in got)
+    # and the rewrite is there: a signed conv input, a weight-sum correction
+    text = lower(model, digits_task.example_input, signed_dot=True).mod.script()
+    assert "R.subtract" in text and "R.sum" in text
+
+
+def test_rpi5_int8_convs_use_sdot(digits_task, digits_ctx, tmp_path):
+    import subprocess
+
+    from autocomp.candidate import Context
+
+    rpi5 = load_profile("rpi5")
+    ctx = Context(digits_task, rpi5, digits_ctx.model, digits_ctx.layers, digits_ctx.protected, digits_ctx.prunable, {})
+    model = ctx.compress(CompressionPlan.uniform(digits_ctx.layers, 8, 8))
+    built = ctx.build(ctx.lower(model))
+    # the first conv has one input channel (no 4-channel groups): generic kernel; the others SDOT
+    assert list(built.kernels.values()).count("scheduled (NEON SDOT dot product)") >= 1
+    path = export_library(built, rpi5, tmp_path)
+    asm = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True).stdout
+    assert sum("\tsdot\t" in ln for ln in asm.splitlines()) > 10

@@ -55,3 +55,17 @@ def test_rpi5_fp16_candidate_computes_in_fp16_on_the_emulated_device(emulated_fa
     assert d["measure_details"]["agreement_same_class"] >= 0.995
     assert d["accuracy_source"].startswith("simulation, agreeing with the device")
     assert "load_module" in emulated_farm.log("rpi5").read_text()
+
+
+def test_rpi5_sdot_candidate_is_exact_on_the_emulated_device(emulated_farm):
+    """int8 convs on the A76 run SDOT kernels (uint8 inputs re-centred to int8): integer arithmetic, so
+    the aarch64 outputs match the simulation as closely as the x86 ones do."""
+    r = subprocess.run(
+        [sys.executable, "-m", "autocomp", "evaluate", "--device", "rpi5", "--task", "digits", "--plan", "w8a8",
+         "--tracker", emulated_farm.address, "--rpc-key", "rpi5-emulated", "--json"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(r.stdout)
+    assert "scheduled (NEON SDOT dot product)" in d["kernels"].values()
+    assert d["measure_details"]["agreement_same_class"] == 1.0
+    assert d["measure_details"]["agreement_max_abs_err"] < 1e-3
