@@ -122,6 +122,89 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
     return found
 
 
+def find_depthwise(sch: s_tir.Schedule) -> ConvInfo | None:
+    """The depthwise conv2d block (groups == channels, one input channel per group), or None.
+
+    TOPI's grouped conv reads ``pad[n, (f // (O/G)) * (C/G) + rc, ...]``; with C/G == 1 and O == G the
+    reduction over rc has extent 1 and the weight is ``[f, 0, ry, rx]``. Recognised by: ``SSSSRRR``,
+    rc of extent 1, output channels == input channels of the padded data, weight read ``[f, rc, ry, rx]``.
+    """
+    for blk_rv in sch.get_child_blocks(_root(sch)):
+        blk = sch.get(blk_rv)
+        ivs = blk.iter_vars
+        kinds = "".join("S" if iv.iter_type == tirx.IterVar.DataPar else "R" for iv in ivs)
+        if kinds != "SSSSRRR" or len(blk.writes) != 1 or len(blk.reads) < 2:
+            continue
+        dims = [_const(iv.dom.extent) for iv in ivs]
+        if any(d is None for d in dims) or dims[4] != 1:
+            continue
+        out = blk.writes[0].source
+        vf, vrc, vry, vrx = ivs[1].var, ivs[4].var, ivs[5].var, ivs[6].var
+        wr = dr = None
+        for i, r in enumerate(blk.reads):
+            if r.source.same_as(out) or len(r.region) != 4:
+                continue
+            idx = [rg.min for rg in r.region]
+            if all(a.same_as(b) for a, b in zip(idx, [vf, vrc, vry, vrx])):
+                wr = i
+            elif _const(r.source.shape[1]) == dims[1]:
+                dr = i
+        if wr is None or dr is None:
+            continue
+        n, o, h, w, c, kh, kw = dims
+        return ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr)
+    return None
+
+
+def schedule_depthwise(func: tirx.PrimFunc, target) -> tirx.PrimFunc | None:
+    """Depthwise conv2d: each output channel reads one input plane, so channels cannot share a data
+    broadcast as in the dense template; vectorize along the output width instead (contiguous loads
+    at stride 1) with a register tile of TY rows, the kernel window unrolled, parallel over
+    (batch, channel, row block). Returns None when the function is not a depthwise conv."""
+    sch = s_tir.Schedule(func)
+    info = find_depthwise(sch)
+    if info is None:
+        return None
+    conv = sch.get_sblock(info.block)
+    lanes = vector_bits(target) // tvm.DataType(info.acc_dtype).bits
+    vx = _divisor_at_most(info.w, lanes) if info.w % lanes else lanes
+    ty = _divisor_at_most(info.h, 4)
+
+    root = _root(sch)
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
+    after = names[names.index(info.block) + 1 :]
+    for nm in after[:-1]:
+        sch.compute_inline(sch.get_sblock(nm))
+    if after:
+        epi = sch.get_sblock(after[-1])
+        sch.set_scope(conv, 0, "local")
+    else:
+        epi = sch.cache_write(conv, 0, "local")
+        conv = sch.get_sblock(info.block)
+
+    n, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    yo, yi = sch.split(y, [None, ty])
+    xo, xi = sch.split(x, [None, vx])
+    sch.reorder(n, f, yo, xo, rc, ry, rx, yi, xi)
+    outer = sch.fuse(n, f, yo)
+    sch.reverse_compute_at(epi, xo)
+    sch.parallel(outer)
+    sch.vectorize(xi)
+    sch.unroll(yi)
+    sch.unroll(rx)
+    sch.unroll(ry)
+    vectorize_init(sch, sch.decompose_reduction(conv, rc))
+    el = sch.get_loops(epi)[2:]
+    if len(el) >= 2:
+        sch.unroll(el[-2])
+    if el:
+        sch.vectorize(el[-1])
+    for b in sch.get_child_blocks(root):
+        if sch.get(b).name_hint.startswith("pad_temp"):
+            _parallel_elementwise(sch, b)
+    return sch.mod["main"]
+
+
 def _root(sch: s_tir.Schedule):
     return sch.get_sblock("root")
 
@@ -305,12 +388,15 @@ def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) ->
                 if record is not None and record.get("tile"):
                     tile = tuple(record["tile"])
             new = schedule_conv(func, target, tile)
+            if new is None:
+                new = schedule_depthwise(func, target)
+                how = "depthwise template" if new is not None else how
         except Exception as exc:  # noqa: BLE001 - a failed schedule keeps the default, never the search down
             report[gv.name_hint] = f"default schedule ({type(exc).__name__}: {str(exc).splitlines()[-1][:200]})"
             continue
         if new is None:
             if "conv2d" in gv.name_hint:
-                report[gv.name_hint] = "default schedule (not a plain NCHW conv2d: grouped or depthwise)"
+                report[gv.name_hint] = "default schedule (not a plain NCHW or depthwise conv2d: grouped)"
             continue
         if func.attrs and "global_symbol" in func.attrs:
             new = new.with_attr("global_symbol", func.attrs["global_symbol"])

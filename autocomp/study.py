@@ -153,7 +153,7 @@ class PreparedSearch:
                 on_trial(_finished(study) - finished_before, self.cfg.trials, trial)
 
         if self.jobs() > 1:
-            self._run_batches(callback)
+            self._run_parallel(callback)
         else:
             study.optimize(
                 self._objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
@@ -204,48 +204,56 @@ class PreparedSearch:
                 raise
         return self._record(trial, result)
 
-    def _run_batches(self, callback: Callable[[Any, Any], None]) -> None:
-        """Ask for `jobs` trials, compile them in parallel, time them one by one, tell; repeat.
+    def _run_parallel(self, callback: Callable[[Any, Any], None]) -> None:
+        """Keep `jobs` trials compiling in worker processes; time each here as it is ready (workers
+        stopped meanwhile, see buildpool.py), tell it, ask the next.
 
-        Trials asked but not told when something escapes (Ctrl-C, a UserError) are told FAIL, so the
-        study holds no trial stuck RUNNING; every told trial is already in storage.
+        Trials are told as soon as they are measured, so a stop (Ctrl-C, a UserError) loses only the
+        trials still compiling: those are told FAIL (none stays RUNNING in the study) and their plans
+        enqueued again, so the next run of the search measures them first. The order in
+        which trials finish depends on compile times: use jobs=1 for a reproducible trial sequence.
         """
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         import optuna
 
         from autocomp.buildpool import BuildPool, WorkerSpec
-
         from autocomp.measure.runner import LocalRunner
 
         cfg, ctx, study = self.cfg, self.ctx, self.study
         local = isinstance(ctx.runner(), LocalRunner)
-        spec = WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local)
-        pool = BuildPool(spec, ctx, self.jobs())
+        pool = BuildPool(WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local), ctx, self.jobs())
         deadline = None if cfg.timeout_s is None else time.perf_counter() + cfg.timeout_s
-        left, pending, results = cfg.trials, [], {}
+        left, in_flight = cfg.trials, {}
 
-        def tell(trial: Any) -> Any:
-            result = results.get(trial.number)
+        def tell(trial: Any, result: Any) -> None:
             if isinstance(result, CandidateError):
                 trial.set_user_attr("error", str(result))
-            if result is None or isinstance(result, CandidateError):
-                return study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            return study.tell(trial, self._record(trial, result))
+                frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                frozen = study.tell(trial, self._record(trial, result))
+            callback(study, frozen)
 
         try:
-            while left > 0 and (deadline is None or time.perf_counter() < deadline):
-                pending = [study.ask() for _ in range(min(self.jobs(), left))]
-                left -= len(pending)
-                results, todo = {}, []
-                for trial in pending:
-                    plan, results[trial.number] = self._suggest(trial)
-                    if results[trial.number] is None:
-                        todo.append((trial.number, plan))
-                results.update(zip((n for n, _ in todo), pool.evaluate([plan for _, plan in todo])))
-                while pending:
-                    callback(study, tell(pending.pop(0)))
-        finally:  # measured results are kept even when the search stops half-way through a batch
-            for trial in pending:
-                tell(trial)
+            while True:
+                while left > 0 and len(in_flight) < self.jobs() and (deadline is None or time.perf_counter() < deadline):
+                    trial = study.ask()
+                    left -= 1
+                    plan, reused = self._suggest(trial)
+                    if reused is not None:
+                        tell(trial, reused)
+                    else:
+                        in_flight[pool.submit(plan)] = trial
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    tell(in_flight.pop(future), pool.finish(future))
+        finally:
+            for trial in in_flight.values():
+                trial.set_user_attr("error", "the search stopped before this trial was measured; enqueued again")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                study.enqueue_trial(trial.params)
             pool.close()
 
 

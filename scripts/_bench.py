@@ -124,6 +124,41 @@ def resnet18_like(num_classes: int = 1000) -> Any:
     return net
 
 
+def mobilenet_like(num_classes: int = 1000) -> Any:
+    """MobileNet-v1's layout (3x3 depthwise + 1x1 pointwise pairs, 32-1024 channels) with random
+    weights at 224x224: the depthwise kernels a dense-conv template does not cover."""
+    import torch
+    from torch import nn
+
+    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(),
+                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    cfg = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2),
+           *[(512, 512, 1)] * 5, (512, 1024, 2), (1024, 1024, 1)]
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
+            for cin, cout, stride in cfg:
+                layers += block(cin, cout, stride)
+            self.features = nn.Sequential(*layers)
+            self.fc = nn.Linear(1024, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(torch.mean(self.features(x), dim=(2, 3), keepdim=True), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
 def nominal_fma_peak_gflops() -> tuple[float, str]:
     """cores x clock x fp32 lanes x 2 (FMA) x 2 (FMA pipes): a nominal figure, labelled as such."""
     from autocomp import hostcpu

@@ -1,9 +1,9 @@
 """Compiled latency of autocomp's fp32 and int8 artifacts vs onnxruntime and PyTorch, in one run.
 
-    python scripts/bench_latency.py [--json] [--models builtin,resnet18]
+    python scripts/bench_latency.py [--json] [--models builtin,resnet18,mobilenet]
 
-Models: the built-in task's FashionNet (1x1x28x28) and a ResNet-18-shaped net at 1x3x224x224 (random
-weights: latency only). Paths: autocomp-fp32, autocomp-int8 (uniform w8a8), ort-fp32, ort-int8
+Models: the built-in task's FashionNet (1x1x28x28), a ResNet-18-shaped net and a MobileNet-v1-shaped
+net (depthwise convs) at 1x3x224x224 (random weights: latency only). Paths: autocomp-fp32, autocomp-int8 (uniform w8a8), ort-fp32, ort-int8
 (onnxruntime quantize_static, QDQ, u8/s8), torch (eager fp32). GFLOP/s counts 2 x the conv / linear
 multiply-accumulates of the fp32 model. Compare ratios from one run; the CPU is printed first.
 """
@@ -31,21 +31,21 @@ def model_cases(names: list[str]):  # type: ignore[no-untyped-def]
     for name in names:
         if name == "builtin":
             yield "fashionnet-28", load_task(None)
-        elif name == "resnet18":
-            net = _bench.resnet18_like()
+        elif name in ("resnet18", "mobilenet"):
+            net = _bench.resnet18_like() if name == "resnet18" else _bench.mobilenet_like()
             gen = torch.Generator().manual_seed(0)
             calib = torch.randn(16, 3, 224, 224, generator=gen)
             x = torch.randn(8, 3, 224, 224, generator=gen)
-            yield "resnet18-224", Task(name="resnet18-like", build_model=lambda net=net: net, example_input=x[:1],
-                                       calib_data=calib, eval_inputs=x, eval_targets=torch.zeros(8, dtype=torch.long))
+            yield f"{name}-224", Task(name=f"{name}-like", build_model=lambda net=net: net, example_input=x[:1],
+                                      calib_data=calib, eval_inputs=x, eval_targets=torch.zeros(8, dtype=torch.long))
         else:
-            raise SystemExit(f"unknown model {name!r}: builtin, resnet18")
+            raise SystemExit(f"unknown model {name!r}: builtin, resnet18, mobilenet")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--models", default="builtin,resnet18")
+    parser.add_argument("--models", default="builtin,resnet18,mobilenet")
     args = parser.parse_args()
 
     from autocomp.artifacts import export_onnx

@@ -78,19 +78,20 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(sqlite_url, monk
     assert "injected" in failed[0].user_attrs["error"]
 
 
-def test_parallel_builds_never_overlap_a_timing(sqlite_url):
-    """Two compile workers build each batch; this process times only after the whole batch is built."""
+def test_parallel_builds_are_stopped_while_a_candidate_is_timed(sqlite_url):
+    """Two compile workers build candidates; this process times each with the workers stopped."""
+    import os
+
     out = run_search(cfg(sqlite_url, trials=4, jobs=2, max_accuracy_drop=0.05))
     assert (out.trials_run, out.failed) == (4, 0)
     results = [t.user_attrs["result"] for t in load_study("s", sqlite_url).trials]
-    assert [r["plan_label"] for r in results[:3]] == ["fp32", "w8a8", "w8a8 p0.25"]
-    builds = [r["measure_details"]["build_window"] for r in results]
-    timings = [r["measure_details"]["timing_window"] for r in results]
-    for t0, t1 in timings:
-        assert all(t1 <= b0 or t0 >= b1 for b0, b1 in builds), "a candidate was timed while another compiled"
+    assert {r["plan_label"] for r in results} >= {"fp32", "w8a8", "w8a8 p0.25"}
     for r in results:
+        details = r["measure_details"]
+        assert details["built_by_pid"] != os.getpid()  # compiled in a worker
+        assert details["worker_cpu_ticks_while_timed"] == 0  # which used no CPU while this one was timed
         assert r["latency_ms"] > 0 and r["latency_samples"] > 0 and r["accuracy_source"] == "compiled"
-        assert r["peak_rss_bytes"] > 0 and r["measure_details"]["built_by_pid"] > 0
+        assert r["peak_rss_bytes"] > 0
         assert set(r["timings_s"]) >= {"compress", "simulate", "lower", "compile", "latency", "evaluate", "peak_rss"}
 
 

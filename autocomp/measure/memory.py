@@ -38,6 +38,7 @@ def measure_peak_rss(built: Any, input_shape: tuple[int, ...], timeout_s: float 
         built.executable.export_library(str(lib))
         save_params(built.params, params)
         env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
+        env.pop("TVM_NUM_THREADS", None)  # a compile worker's 1-thread limit is not the deployed runtime's
         proc = subprocess.run(
             [sys.executable, "-m", "autocomp.measure.rss_probe", str(lib), str(params), json.dumps(list(input_shape))],
             capture_output=True, text=True, timeout=timeout_s, env=env,
