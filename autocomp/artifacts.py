@@ -88,7 +88,8 @@ def write_compiled(directory: Path, built: Any, lowered: Any, profile: Any) -> d
 
     lib_path = export_library(built, profile, directory)
     names = [f"p{i:03d}_{n}" for i, n in enumerate(lowered.param_names)]
-    tvm.runtime.save_param_dict_to_file({n: tvm.runtime.tensor(a) for n, a in zip(names, lowered.params)},
+    # the built parameters: conv weights already in their kernels' packed layout (prepack.py)
+    tvm.runtime.save_param_dict_to_file({n: tvm.runtime.tensor(a) for n, a in zip(names, built.params)},
                                         str(directory / "params.bin"))
     return {
         "library": lib_path.name,

@@ -103,12 +103,15 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     if profile.kind == "gpu":
         return _build_gpu(lowered, target, target_dict, t0)
     kernels: dict[str, str] = {}
+    params = lowered.params
     try:
         fused = legalize(lowered.mod, target)
         if target.kind.name == "llvm":
-            from autocomp.schedule import schedule_module
+            from autocomp import prepack
+            from autocomp.schedule import schedule_and_pack
 
-            fused, kernels = schedule_module(fused, target, db, tune_trials)
+            fused, kernels, packed = schedule_and_pack(fused, target, db, tune_trials)
+            fused, params = prepack.apply(fused, params, packed)
         with target:
             planned = tvm.transform.Sequential(
                 [
@@ -127,8 +130,8 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
         raise CandidateError(f"TVM compile for {profile.name} failed: {type(exc).__name__}: {exc}") from exc
     return BuildResult(
         executable=executable,
-        params=lowered.params,
-        param_bytes=int(sum(p.nbytes for p in lowered.params)) + consts,
+        params=params,  # conv weights in the layout their kernels read (prepack.py): same bytes
+        param_bytes=int(sum(p.nbytes for p in params)) + consts,
         const_bytes=consts,
         arena_bytes=arena,
         target=target_dict,

@@ -156,6 +156,14 @@ def find_depthwise(sch: s_tir.Schedule) -> ConvInfo | None:
     return None
 
 
+def depthwise_tile(h: int, w: int, lanes: int) -> tuple[int, int]:
+    """(TY, VX): a whole row up to two vectors wide, else the largest divisor of the width up to one
+    vector; rows until the tile holds about 8 vectors (small maps become one tile per plane)."""
+    vx = w if w <= 2 * lanes else _divisor_at_most(w, lanes)
+    per_row = -(-vx // lanes)
+    return _divisor_at_most(h, max(1, 8 // per_row)), vx
+
+
 def schedule_depthwise(func: tirx.PrimFunc, target) -> tirx.PrimFunc | None:
     """Depthwise conv2d: each output channel reads one input plane, so channels cannot share a data
     broadcast as in the dense template; vectorize along the output width instead (contiguous loads
@@ -167,8 +175,7 @@ def schedule_depthwise(func: tirx.PrimFunc, target) -> tirx.PrimFunc | None:
         return None
     conv = sch.get_sblock(info.block)
     lanes = vector_bits(target) // tvm.DataType(info.acc_dtype).bits
-    vx = _divisor_at_most(info.w, lanes) if info.w % lanes else lanes
-    ty = _divisor_at_most(info.h, 4)
+    ty, vx = depthwise_tile(info.h, info.w, lanes)
 
     root = _root(sch)
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
@@ -252,8 +259,12 @@ def pick_tile(info: ConvInfo, target) -> tuple[int, int, int]:
     return best[1]
 
 
-def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None = None) -> tirx.PrimFunc | None:
-    """Schedule one fused conv2d PrimFunc; returns None when the pattern is not supported."""
+def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None = None,
+                  prepacked_weight: bool = False) -> tirx.PrimFunc | None:
+    """Schedule one fused conv2d PrimFunc; returns None when the pattern is not supported.
+
+    ``prepacked_weight=True``: the function's weight parameter itself takes the packed layout
+    ``[O/VF, I, KH, KW, VF]`` (the caller packs the weights once) instead of a repack stage per call."""
     sch = s_tir.Schedule(func)
     info = find_conv(sch)
     if info is None:
@@ -277,7 +288,7 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
         conv = sch.get_sblock(info.block)
 
     # 2. weight repack [O, I, KH, KW] -> [O/VF, I, KH, KW, VF] (runs every call, O(weights)).
-    wpack = sch.cache_read(conv, info.weight_read, "global")
+    wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
     sch.transform_layout(conv, ("read", info.weight_read), lambda o, i, h, w: (o // vf, i, h, w, o % vf))
     # accumulator layout: f innermost so a vector of VF channels is contiguous
     sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
@@ -305,11 +316,12 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
 
     # 4. side stages: weight packing (vectorized over the packed VF axis: 2x faster than a scalar
     #    scatter), padding copy (parallel over channels)
-    po_, i_, h_, w_ = sch.get_loops(wpack)
-    pa, pb = sch.split(po_, [None, vf])
-    sch.reorder(pa, i_, h_, w_, pb)
-    sch.parallel(pa)
-    sch.vectorize(pb)
+    if wpack is not None:
+        po_, i_, h_, w_ = sch.get_loops(wpack)
+        pa, pb = sch.split(po_, [None, vf])
+        sch.reorder(pa, i_, h_, w_, pb)
+        sch.parallel(pa)
+        sch.vectorize(pb)
     for b in sch.get_child_blocks(root):
         nm = sch.get(b).name_hint
         if nm.startswith("pad_temp"):
@@ -346,29 +358,46 @@ def _parallel_elementwise(sch, blk, vec_cap: int = 64) -> None:
 
 
 def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) -> tuple[tvm.IRModule, dict[str, str]]:
+    """The scheduled module and the per-kernel report (see schedule_and_pack), weights repacked in-kernel."""
+    out, report, _ = schedule_and_pack(mod, target, db, tune_trials, prepack=False)
+    return out, report
+
+
+def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
+                      prepack: bool = True) -> tuple[tvm.IRModule, dict[str, str], dict]:
     """Rewrite every conv2d PrimFunc of ``mod`` with :func:`schedule_conv`; leave the rest alone.
 
     With a tuning database (``autocomp.tuning.TuningDB``), a workload's recorded tile is used; a new
     workload is tuned first when ``tune_trials`` > 0, else it gets the default tile. Returns the new
     module (``mod`` is untouched: IRModule item assignment mutates in place) and, per conv function,
     how it was scheduled or why not. A function whose schedule raises keeps TVM's default.
+
+    With ``prepack``, a conv whose weight is a once-used parameter of ``main`` takes it in the packed
+    layout; the third value maps those functions to their ``prepack.Packing`` (prepack.apply then
+    packs the arrays and re-declares the parameters).
     """
+    from autocomp import prepack as pk
     from autocomp import tuning
 
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
     funcs = {gv: f for gv, f in mod.functions_items()}
     out = tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
     report: dict[str, str] = {}
+    packed: dict[str, pk.Packing] = {}
+    packable = pk.packable_weights(mod) if prepack else {}
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, tirx.PrimFunc):
             continue
         try:
-            from autocomp.schedule_vnni import schedule_conv_vnni
+            from autocomp.schedule_vnni import dot_kind, schedule_conv_vnni
 
-            from autocomp.schedule_vnni import dot_kind
-
-            vnni = schedule_conv_vnni(func, target)  # one fixed tile: measured within noise of the others
+            info = find_conv(s_tir.Schedule(func))
+            w_index = pk.weight_param_index(func, info) if info is not None else -1
+            pre = w_index in packable.get(gv.name_hint, set())
+            vnni = schedule_conv_vnni(func, target, prepacked_weight=pre)  # one fixed tile: measured within noise of the others
             if vnni is not None:
+                if pre:
+                    packed[gv.name_hint] = pk.Packing(w_index, "dot", dot_kind(target).lanes)
                 if func.attrs and "global_symbol" in func.attrs:
                     vnni = vnni.with_attr("global_symbol", func.attrs["global_symbol"])
                 out[gv] = vnni
@@ -387,7 +416,9 @@ def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) ->
                     how = "tile from the tuning database"
                 if record is not None and record.get("tile"):
                     tile = tuple(record["tile"])
-            new = schedule_conv(func, target, tile)
+            new = schedule_conv(func, target, tile, prepacked_weight=pre)
+            if new is not None and pre:
+                packed[gv.name_hint] = pk.Packing(w_index, "dense", tile[0] if tile else pick_tile(info, target)[0])
             if new is None:
                 new = schedule_depthwise(func, target)
                 how = "depthwise template" if new is not None else how
@@ -402,4 +433,4 @@ def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) ->
             new = new.with_attr("global_symbol", func.attrs["global_symbol"])
         out[gv] = new
         report[gv.name_hint] = f"scheduled ({how})"
-    return out, report
+    return out, report, packed
