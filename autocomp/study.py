@@ -257,6 +257,21 @@ class PreparedSearch:
             pool.close()
 
 
+def _baseline_settled(study: Any, params: dict[str, Any]) -> bool:
+    """A baseline needs no (new) trial when one with its parameters is waiting, running, complete, or
+    failed as a candidate (an `error` recorded). A trial that only failed because the search was
+    stopped under it (Ctrl-C in the objective) does not count: the baseline is enqueued again."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False):
+        if t.system_attrs.get("fixed_params", t.params) != params:
+            continue
+        if t.state in (state.WAITING, state.RUNNING, state.COMPLETE) or "error" in t.user_attrs:
+            return True
+    return False
+
+
 def _finished(study: Any) -> int:
     import optuna
 
@@ -314,10 +329,9 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         _check_compatible(study_name, stored, wanted)
         baseline = stored["baseline_accuracy"]
 
-    seen = {t.user_attrs.get("result", {}).get("plan_key") for t in study.trials}
     for _label, plan in space.baselines():
-        if plan.key() not in seen:
-            study.enqueue_trial(space.params(plan), skip_if_exists=True)
+        if not _baseline_settled(study, space.params(plan)):
+            study.enqueue_trial(space.params(plan))
 
     return PreparedSearch(cfg, url, study, space, ctx, baseline)
 

@@ -54,6 +54,27 @@ def test_interrupted_search_keeps_completed_trials_and_resumes(sqlite_url):
     assert labels.count("fp32") == 1 or "reused_from_trial" in study.trials[labels.index("fp32", 1)].user_attrs
 
 
+def test_a_baseline_interrupted_under_the_objective_runs_on_resume(sqlite_url, monkeypatch):
+    import autocomp.candidate as candidate
+
+    real = candidate.evaluate_plan
+
+    def interrupted(ctx, plan):
+        if plan.summary() == "w8a8":
+            raise KeyboardInterrupt
+        return real(ctx, plan)
+
+    monkeypatch.setattr(candidate, "evaluate_plan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg(sqlite_url, trials=3, jobs=1))
+    monkeypatch.setattr(candidate, "evaluate_plan", real)
+    trials = load_study("s", sqlite_url).trials
+    assert trials[1].state == optuna.trial.TrialState.FAIL and "error" not in trials[1].user_attrs
+    run_search(cfg(sqlite_url, trials=2, jobs=1))  # the waiting baseline, then the interrupted one again
+    labels = [t.user_attrs["result"]["plan_label"] for t in load_study("s", sqlite_url).trials if "result" in t.user_attrs]
+    assert labels == ["fp32", "w8a8 p0.25", "w8a8"]
+
+
 def test_resuming_with_other_settings_is_refused(sqlite_url):
     run_search(cfg(sqlite_url, trials=1))
     with pytest.raises(UserError, match="max_accuracy_drop"):
