@@ -43,17 +43,16 @@ def packable_weights(mod: Any) -> dict[str, set[int]]:
     call_tir = tvm.ir.Op.get("relax.call_tir")
     uses: dict[Any, int] = {}
     sites: list[tuple[str, list[Any]]] = []
-    for block in main.body.blocks:
+    for block in main.body.blocks:  # after legalization every binding is a call_tir or a tuple
         for binding in block.bindings:
             call = binding.value
-            args = list(getattr(call, "args", ()))
             if getattr(call, "op", None) is not None and call.op.same_as(call_tir):
-                sites.append((args[0].name_hint, list(args[1].fields)))
-                args = list(args[1].fields)
-            for a in args:
-                for w in weights:
-                    if a.same_as(w):
-                        uses[w] = uses.get(w, 0) + 1
+                args = list(call.args[1].fields)
+                sites.append((call.args[0].name_hint, args))
+            else:
+                args = list(getattr(call, "fields", ()))
+            for w in weights:
+                uses[w] = uses.get(w, 0) + sum(a.same_as(w) for a in args)
     once = [w for w in weights if uses.get(w, 0) == 1]
     out: dict[str, set[int]] = {}
     for name, args in sites:

@@ -94,12 +94,7 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
     index patterns) are not matched and are left unscheduled.
     """
     found = None
-    for blk_rv in sch.get_child_blocks(_root(sch)):
-        blk = sch.get(blk_rv)
-        ivs = blk.iter_vars
-        kinds = "".join("S" if iv.iter_type == tirx.IterVar.DataPar else "R" for iv in ivs)
-        if kinds != "SSSSRRR" or len(blk.writes) != 1 or len(blk.reads) < 2:
-            continue
+    for blk, ivs, dims in _conv_blocks(sch):
         out = blk.writes[0].source
         vn, vf, vy, vx, vrc, vry, vrx = [iv.var for iv in ivs]
         wr = None
@@ -114,12 +109,23 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
                 dr = i
         if wr is None or dr is None:
             continue
-        dims = [_const(iv.dom.extent) for iv in ivs]
-        if any(d is None for d in dims):
-            continue
         n, o, h, w, c, kh, kw = dims
         found = ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr)
     return found
+
+
+def _conv_blocks(sch: s_tir.Schedule):  # type: ignore[no-untyped-def]
+    """(block, iter vars, constant extents) of each conv-shaped block: ``SSSSRRR`` iter vars with
+    constant extents, one write, at least two reads."""
+    for blk_rv in sch.get_child_blocks(_root(sch)):
+        blk = sch.get(blk_rv)
+        ivs = blk.iter_vars
+        kinds = "".join("S" if iv.iter_type == tirx.IterVar.DataPar else "R" for iv in ivs)
+        if kinds != "SSSSRRR" or len(blk.writes) != 1 or len(blk.reads) < 2:
+            continue
+        dims = [_const(iv.dom.extent) for iv in ivs]
+        if all(d is not None for d in dims):
+            yield blk, ivs, dims
 
 
 def find_depthwise(sch: s_tir.Schedule) -> ConvInfo | None:
@@ -129,14 +135,8 @@ def find_depthwise(sch: s_tir.Schedule) -> ConvInfo | None:
     reduction over rc has extent 1 and the weight is ``[f, 0, ry, rx]``. Recognised by: ``SSSSRRR``,
     rc of extent 1, output channels == input channels of the padded data, weight read ``[f, rc, ry, rx]``.
     """
-    for blk_rv in sch.get_child_blocks(_root(sch)):
-        blk = sch.get(blk_rv)
-        ivs = blk.iter_vars
-        kinds = "".join("S" if iv.iter_type == tirx.IterVar.DataPar else "R" for iv in ivs)
-        if kinds != "SSSSRRR" or len(blk.writes) != 1 or len(blk.reads) < 2:
-            continue
-        dims = [_const(iv.dom.extent) for iv in ivs]
-        if any(d is None for d in dims) or dims[4] != 1:
+    for blk, ivs, dims in _conv_blocks(sch):
+        if dims[4] != 1:
             continue
         out = blk.writes[0].source
         vf, vrc, vry, vrx = ivs[1].var, ivs[4].var, ivs[5].var, ivs[6].var
@@ -173,21 +173,10 @@ def schedule_depthwise(func: tirx.PrimFunc, target) -> tirx.PrimFunc | None:
     info = find_depthwise(sch)
     if info is None:
         return None
-    conv = sch.get_sblock(info.block)
     lanes = vector_bits(target) // tvm.DataType(info.acc_dtype).bits
     ty, vx = depthwise_tile(info.h, info.w, lanes)
-
     root = _root(sch)
-    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
-    after = names[names.index(info.block) + 1 :]
-    for nm in after[:-1]:
-        sch.compute_inline(sch.get_sblock(nm))
-    if after:
-        epi = sch.get_sblock(after[-1])
-        sch.set_scope(conv, 0, "local")
-    else:
-        epi = sch.cache_write(conv, 0, "local")
-        conv = sch.get_sblock(info.block)
+    conv, epi = collapse_epilogue(sch, info.block)
 
     n, f, y, x, rc, ry, rx = sch.get_loops(conv)
     yo, yi = sch.split(y, [None, ty])
@@ -210,6 +199,22 @@ def schedule_depthwise(func: tirx.PrimFunc, target) -> tirx.PrimFunc | None:
         if sch.get(b).name_hint.startswith("pad_temp"):
             _parallel_elementwise(sch, b)
     return sch.mod["main"]
+
+
+def collapse_epilogue(sch: s_tir.Schedule, conv_name: str):  # type: ignore[no-untyped-def]
+    """Inline every elementwise block after the conv into the last one and keep the conv's result in a
+    ``local`` buffer; returns (conv block, epilogue block). A conv that writes the function output
+    directly gets a ``cache_write`` stage as its epilogue."""
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(_root(sch))]
+    after = names[names.index(conv_name) + 1 :]
+    for nm in after[:-1]:
+        sch.compute_inline(sch.get_sblock(nm))
+    conv = sch.get_sblock(conv_name)
+    if after:
+        sch.set_scope(conv, 0, "local")
+        return conv, sch.get_sblock(after[-1])
+    epi = sch.cache_write(conv, 0, "local")
+    return sch.get_sblock(conv_name), epi
 
 
 def _root(sch: s_tir.Schedule):
@@ -269,23 +274,11 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
     info = find_conv(sch)
     if info is None:
         return None
-    conv = sch.get_sblock(info.block)
     vf, ty, tx = tile or pick_tile(info, target)
 
     # 1. collapse the epilogue: inline every elementwise block after the conv into the last one.
     root = _root(sch)
-    blocks = sch.get_child_blocks(root)
-    names = [sch.get(b).name_hint for b in blocks]
-    pos = names.index(info.block)
-    after = names[pos + 1 :]
-    for nm in after[:-1]:
-        sch.compute_inline(sch.get_sblock(nm))
-    if after:
-        epi = sch.get_sblock(after[-1])
-        sch.set_scope(conv, 0, "local")
-    else:  # conv writes the function output directly
-        epi = sch.cache_write(conv, 0, "local")
-        conv = sch.get_sblock(info.block)
+    conv, epi = collapse_epilogue(sch, info.block)
 
     # 2. weight repack [O, I, KH, KW] -> [O/VF, I, KH, KW, VF] (runs every call, O(weights)).
     wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
@@ -404,7 +397,7 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
                 report[gv.name_hint] = f"scheduled ({dot_kind(target).label})"
                 continue
             tile, how = None, "default tile"
-            if db is not None and find_conv(s_tir.Schedule(func)) is not None:
+            if db is not None and info is not None:
                 key = tuning.workload_key(func, target)
                 record = db.lookup(key)
                 if record is None and tune_trials > 0:

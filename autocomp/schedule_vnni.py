@@ -34,7 +34,14 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir, tirx
 
-from autocomp.schedule import _divisor_at_most, _parallel_elementwise, _root, find_conv, vectorize_init
+from autocomp.schedule import (
+    _divisor_at_most,
+    _parallel_elementwise,
+    _root,
+    collapse_epilogue,
+    find_conv,
+    vectorize_init,
+)
 
 from autocomp.vnni_intrin import register as _register_intrin
 
@@ -156,21 +163,11 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     else:
         _, intrin = _register_intrin()  # the accumulator tile is scope 'local'
     lanes = kind.lanes
-    conv = sch.get_sblock(info.block)
     nv, ty, tx = tile or pick_tile_vnni(info.o, info.h, info.w, kind.budget, lanes)
     root = _root(sch)
 
     # 1. epilogue: inline every elementwise block after the conv into the last one (as schedule.py)
-    names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
-    after = names[names.index(info.block) + 1 :]
-    for nm in after[:-1]:
-        sch.compute_inline(sch.get_sblock(nm))
-    if after:
-        epi = sch.get_sblock(after[-1])
-        sch.set_scope(conv, 0, "local")
-    else:
-        epi = sch.cache_write(conv, 0, "local")
-        conv = sch.get_sblock(info.block)
+    conv, epi = collapse_epilogue(sch, info.block)
 
     # 2. data layout [N, C, H, W] -> [N, C/4, H, W, 4]: re-lay the padding buffer in place when the
     #    data is an intermediate (pad_temp), else add a packing stage.

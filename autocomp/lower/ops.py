@@ -125,20 +125,17 @@ def _relax_rescale(bb: Any, acc: Any, a_scale: float, w_scale: Any, bias_q: Any,
     return bb.emit(relax.op.multiply(accf, scale))
 
 
-# Set by lower(signed_dot=True) for targets whose int8 dot product is signed x signed only (ARM SDOT):
-# uint8 activations of convs with C % 4 == 0 are then fed to the conv as int8 (q - 128), and the conv
-# adds back 128 * sum(w) per output channel. Exact: sum((q - 128) w) + 128 sum(w) == sum(q w). The
-# border needs care: the padding must be q = 0, i.e. -128 once shifted, so it is an explicit pad.
-SIGNED_DOT = {"on": False}
-
-
-def relax_qconv2d(node: Any, importer: Any) -> Any:
+def relax_qconv2d(node: Any, importer: Any, signed_dot: bool = False) -> Any:
+    """`signed_dot`: the target's int8 dot product is signed x signed only (ARM SDOT). uint8 inputs of
+    convs with C % 4 == 0 are then fed to the conv as int8 (q - 128), and the conv adds back
+    128 * sum(w) per output channel. Exact: sum((q - 128) w) + 128 sum(w) == sum(q w). The border
+    needs care: the padding must be q = 0, i.e. -128 once shifted, so it is an explicit pad."""
     from tvm import relax
 
     x, wq, w_scale, bias_q, a_scale, signed, stride, padding, dilation, groups = importer.retrieve_args(node)
     bb = importer.block_builder
     xq = _relax_quantize(bb, x, a_scale, signed)
-    shift = SIGNED_DOT["on"] and not signed and groups == 1 and int(wq.ty.shape[1]) % 4 == 0
+    shift = signed_dot and not signed and groups == 1 and int(wq.ty.shape[1]) % 4 == 0
     if shift:
         xi = bb.emit(relax.op.astype(xq, "int16"))
         xq = bb.emit(relax.op.astype(bb.emit(relax.op.subtract(xi, relax.const(128, "int16"))), "int8"))
@@ -204,8 +201,12 @@ def relax_hlinear(node: Any, importer: Any) -> Any:
     return _relax_half_epilogue(bb, acc, bias, [1, -1])
 
 
-RELAX_CONVERTERS = {"qconv2d.default": relax_qconv2d, "qlinear.default": relax_qlinear,
-                    "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}
+def relax_converters(signed_dot: bool = False) -> dict[str, Any]:
+    """The importer's `custom_convert_map` for our ops (see relax_qconv2d for `signed_dot`)."""
+    import functools
+
+    return {"qconv2d.default": functools.partial(relax_qconv2d, signed_dot=signed_dot),
+            "qlinear.default": relax_qlinear, "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}
 
 
 # --- ONNX (QDQ) --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = Fals
     """Import the model with a static input shape (the example input's).
 
     `signed_dot`: the target's int8 dot product is signed x signed (ARM SDOT), so uint8 conv inputs are
-    re-centred to int8 (exactly; see ops.SIGNED_DOT).
+    re-centred to int8 (exactly; see ops.relax_qconv2d).
     """
     import tvm  # noqa: F401  (registers the relax frontend)
     from tvm import relax
@@ -40,11 +40,8 @@ def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = Fals
     try:
         with torch.no_grad():
             exported = torch.export.export(model, (example_input,))
-        ops.SIGNED_DOT["on"] = signed_dot
-        try:
-            mod = from_exported_program(exported, keep_params_as_input=True, custom_convert_map=ops.RELAX_CONVERTERS)
-        finally:
-            ops.SIGNED_DOT["on"] = False
+        mod = from_exported_program(exported, keep_params_as_input=True,
+                                    custom_convert_map=ops.relax_converters(signed_dot))
     except Exception as exc:  # the importer raises AssertionError / KeyError for unsupported ops
         raise CandidateError(f"TVM Relax import failed: {type(exc).__name__}: {exc}") from exc
     mod, params = relax.frontend.detach_params(mod)

@@ -23,13 +23,18 @@ def emulated_farm(tmp_path_factory):
         farm.stop()
 
 
-def test_rpi4_candidate_runs_on_the_emulated_device(emulated_farm):
+def evaluate_emulated(farm, device, plan):
+    """`autocomp evaluate --json` of the digits task on the `<device>-emulated` server of `farm`."""
     r = subprocess.run(
-        [sys.executable, "-m", "autocomp", "evaluate", "--device", "rpi4", "--task", "digits", "--plan", "w8a8",
-         "--tracker", emulated_farm.address, "--rpc-key", "rpi4-emulated", "--json"],
+        [sys.executable, "-m", "autocomp", "evaluate", "--device", device, "--task", "digits", "--plan", plan,
+         "--tracker", farm.address, "--rpc-key", f"{device}-emulated", "--json"],
         capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert r.returncode == 0, r.stderr[-3000:]
-    d = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_rpi4_candidate_runs_on_the_emulated_device(emulated_farm):
+    d = evaluate_emulated(emulated_farm, "rpi4", "w8a8")
     assert d["measured_on"] == f"emulated:rpi4-emulated@{emulated_farm.address}"
     assert d["target"]["mtriple"] == "aarch64-linux-gnu" and d["latency_ms"] > 0
     assert d["measure_details"]["agreement_same_class"] == 1.0  # aarch64 outputs match the simulation
@@ -42,12 +47,7 @@ def test_rpi4_candidate_runs_on_the_emulated_device(emulated_farm):
 def test_rpi5_fp16_candidate_computes_in_fp16_on_the_emulated_device(emulated_farm):
     """The Pi 5's A76 has fp16 arithmetic (+fullfp16): `w16` there is fp16 weights *and* fp16 compute,
     and the aarch64 outputs (fp16 sums) agree with the simulation (fp32 sums of fp16 values)."""
-    r = subprocess.run(
-        [sys.executable, "-m", "autocomp", "evaluate", "--device", "rpi5", "--task", "digits", "--plan", "w16",
-         "--tracker", emulated_farm.address, "--rpc-key", "rpi5-emulated", "--json"],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert r.returncode == 0, r.stderr[-3000:]
-    d = json.loads(r.stdout)
+    d = evaluate_emulated(emulated_farm, "rpi5", "w16")
     assert d["measured_on"] == f"emulated:rpi5-emulated@{emulated_farm.address}"
     assert d["compute"] == "native"
     assert {(layer["weight_dtype"], layer["activation_dtype"], layer["compute"]) for layer in d["layers"]} == {
@@ -60,12 +60,7 @@ def test_rpi5_fp16_candidate_computes_in_fp16_on_the_emulated_device(emulated_fa
 def test_rpi5_sdot_candidate_is_exact_on_the_emulated_device(emulated_farm):
     """int8 convs on the A76 run SDOT kernels (uint8 inputs re-centred to int8): integer arithmetic, so
     the aarch64 outputs match the simulation as closely as the x86 ones do."""
-    r = subprocess.run(
-        [sys.executable, "-m", "autocomp", "evaluate", "--device", "rpi5", "--task", "digits", "--plan", "w8a8",
-         "--tracker", emulated_farm.address, "--rpc-key", "rpi5-emulated", "--json"],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert r.returncode == 0, r.stderr[-3000:]
-    d = json.loads(r.stdout)
+    d = evaluate_emulated(emulated_farm, "rpi5", "w8a8")
     assert "scheduled (NEON SDOT dot product)" in d["kernels"].values()
     assert d["measure_details"]["agreement_same_class"] == 1.0
     assert d["measure_details"]["agreement_max_abs_err"] < 1e-3
