@@ -220,6 +220,8 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
             "plan": trial.user_attrs["plan"],
             "plan_label": measured["plan_label"],
             "measured": measured,
+            # TVM's own default on x86 is half the logical CPUs: run it as it was timed
+            "runtime_threads": measured.get("latency_threads"),
             "baseline_accuracy": settings.get("baseline_accuracy"),
             "artifact": info,
             "model_bytes": sizes[info["library"]] + sizes[info["params"]],

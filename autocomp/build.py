@@ -110,6 +110,10 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
             from autocomp import prepack
             from autocomp.schedule import schedule_and_pack
 
+            if tune_trials and profile.measure == "local":
+                from autocomp.measure.threads import local_threads, use_threads
+
+                use_threads(local_threads(profile.measurement))  # tiles are ranked as the model will be timed
             fused, kernels, packed = schedule_and_pack(fused, target, db, tune_trials)
             fused, params = prepack.apply(fused, params, packed)
         with target:

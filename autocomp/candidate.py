@@ -111,6 +111,7 @@ class CandidateResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     kernels: dict[str, str] = field(default_factory=dict)  # conv kernels: "scheduled" or why not
     measure_details: dict[str, Any] = field(default_factory=dict)  # e.g. which remote device, agreement check
+    latency_threads: int | None = None  # TVM runtime threads of the timed runs (None: not timed / unknown)
     version: int = RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +188,7 @@ def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: 
         timings_s={k: round(v, 3) for k, v in timings.items()},
         kernels=built.kernels,
         measure_details=run.details,
+        latency_threads=latency.threads if latency else None,
     )
 
 
@@ -241,7 +243,8 @@ def time_untimed(ctx: Context, untimed: Untimed) -> CandidateResult:
     timings = {**r.timings_s, "latency": round(time.perf_counter() - t, 3)}
     details = {**r.measure_details, "timing_window": [start, time.time()]}
     return replace(r, latency_ms=latency.median_ms, latency_p10_ms=latency.p10_ms, latency_p90_ms=latency.p90_ms,
-                   latency_samples=latency.samples, timings_s=timings, measure_details=details)
+                   latency_samples=latency.samples, timings_s=timings, measure_details=details,
+                   latency_threads=latency.threads)
 
 
 UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32),

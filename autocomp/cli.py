@@ -194,7 +194,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from autocomp import report
 
     print(f"{plan.summary()} on {profile.name} ({result.measured_on}), task {ctx.task.name}")
-    print(f"  latency   {result.latency_ms:.3f} ms (p10 {result.latency_p10_ms:.3f}, p90 {result.latency_p90_ms:.3f}, {result.latency_samples} samples)")
+    threads = f", {result.latency_threads} runtime threads" if result.latency_threads else ""
+    print(f"  latency   {result.latency_ms:.3f} ms (p10 {result.latency_p10_ms:.3f}, p90 {result.latency_p90_ms:.3f}, "
+          f"{result.latency_samples} samples{threads})")
     print(f"  memory    params {report.kib(result.param_bytes)} KiB + arena {report.kib(result.arena_bytes)} KiB; "
           f"process peak RSS {report.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
           f"{report.kib(result.runtime_rss_bytes or 0)} KiB, model {report.kib(result.model_rss_bytes or 0)} KiB)")

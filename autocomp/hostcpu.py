@@ -19,9 +19,10 @@ _INTERESTING = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
 class HostCPU:
     model: str
     machine: str
-    cores: int
+    cores: int  # logical CPUs this process may run on
     llvm_cpu: str
     features: tuple[str, ...]
+    physical_cores: int = 0  # of those, distinct physical cores (SMT siblings counted once)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -29,7 +30,8 @@ class HostCPU:
         return d
 
     def describe(self) -> str:
-        return f"{self.model} ({self.machine}, {self.cores} cores, llvm cpu {self.llvm_cpu}, {' '.join(self.features)})"
+        smt = "" if self.physical_cores in (0, self.cores) else f" on {self.physical_cores} physical"
+        return f"{self.model} ({self.machine}, {self.cores} cores{smt}, llvm cpu {self.llvm_cpu}, {' '.join(self.features)})"
 
 
 def _cpuinfo() -> tuple[str, set[str]]:
@@ -48,6 +50,26 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+def physical_cores(cpus: set[int] | None = None, sysfs: str = "/sys/devices/system/cpu") -> int:
+    """Distinct (package, core) pairs among the CPUs this process may use.
+
+    Why: TVM's runtime, on x86, starts half the logical CPUs as threads (it assumes SMT), so on a
+    machine without SMT it uses half the cores unless told otherwise; the measurement needs the count
+    of real cores. Falls back to the logical count where sysfs has no topology."""
+    if cpus is None:
+        cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"{sysfs}/cpu{cpu}/topology/physical_package_id", encoding="utf-8") as f:
+                package = f.read().strip()
+            with open(f"{sysfs}/cpu{cpu}/topology/core_id", encoding="utf-8") as f:
+                cores.add((package, f.read().strip()))
+        except OSError:
+            return len(cpus)
+    return max(len(cores), 1)
+
+
 @functools.lru_cache(maxsize=1)
 def detect() -> HostCPU:
     """Detect the host CPU; imports tvm for LLVM's name of it (the name its codegen tunes for)."""
@@ -59,4 +81,4 @@ def detect() -> HostCPU:
         llvm_cpu = "generic"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     features = tuple(f for f in _INTERESTING if f in flags)
-    return HostCPU(model, platform.machine(), cores, llvm_cpu, features)
+    return HostCPU(model, platform.machine(), cores, llvm_cpu, features, physical_cores())

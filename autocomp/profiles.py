@@ -32,6 +32,7 @@ class Measurement:
     repeat: int = 7
     min_repeat_ms: int = 20
     warmup: int = 3
+    threads: int = 0  # TVM runtime threads while timed; 0 = one per physical core (host), the device's default (rpc)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def parse_profile(path: Path) -> DeviceProfile:
     if set(m) - m_known:
         raise _fail(path, f"unknown key 'measurement.{sorted(set(m) - m_known)[0]}'")
     for k, v in m.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k in ("warmup", "min_repeat_ms") else 1):
+        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k in ("warmup", "min_repeat_ms", "threads") else 1):
             raise _fail(path, f"key 'measurement.{k}' must be a positive integer, got {v!r}")
     estimate = _typed(path, data, "estimate", dict, {})
     for k, v in estimate.items():

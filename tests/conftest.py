@@ -11,6 +11,10 @@ import pytest
 warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
 # tests must not read or grow the user's tuning database (subprocesses inherit this)
 os.environ["AUTOCOMP_TUNING_DIR"] = tempfile.mkdtemp(prefix="autocomp-test-tuning-")
+# TVM's thread pool starts once per process: start it as the CLI's timing does (one thread per core)
+from autocomp.hostcpu import physical_cores  # noqa: E402
+
+os.environ["TVM_NUM_THREADS"] = str(physical_cores())
 
 
 @pytest.fixture(scope="session")

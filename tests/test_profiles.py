@@ -51,6 +51,7 @@ GOOD = 'name = "{name}"\nkind = "cpu"\nmeasure = "local"\n[target]\nkind = "llvm
         (GOOD.replace('kind = "cpu"', 'kind = "tpu"'), "key 'kind' must be 'cpu' or 'gpu'"),
         (GOOD.replace('measure = "local"', 'measure = "rpc"'), "'rpc_key' is required"),
         (GOOD + "[measurement]\nrepeat = 0\n", "measurement.repeat"),
+        (GOOD + "[measurement]\nthreads = -1\n", "measurement.threads"),
         ('name = "{name}"\nkind = ', "not valid TOML"),
         (GOOD.replace('name = "{name}"', 'name = "other"'), "must match the file name"),
         (GOOD.replace('[target]\nkind = "llvm"\n', ""), "missing required key 'target'"),

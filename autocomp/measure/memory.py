@@ -32,13 +32,13 @@ def save_params(params: tuple[Any, ...], path: Path) -> list[str]:
     return names
 
 
-def measure_peak_rss(built: Any, input_shape: tuple[int, ...], timeout_s: float = 120) -> PeakRSS:
+def measure_peak_rss(built: Any, input_shape: tuple[int, ...], threads: int, timeout_s: float = 120) -> PeakRSS:
     with tempfile.TemporaryDirectory(prefix="autocomp-rss-") as d:
         lib, params = Path(d) / "model.so", Path(d) / "params.bin"
         built.executable.export_library(str(lib))
         save_params(built.params, params)
-        env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
-        env.pop("TVM_NUM_THREADS", None)  # a compile worker's 1-thread limit is not the deployed runtime's
+        # the timed thread count, not a compile worker's 1-thread limit: each thread has its own stack
+        env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", TVM_NUM_THREADS=str(threads))
         proc = subprocess.run(
             [sys.executable, "-m", "autocomp.measure.rss_probe", str(lib), str(params), json.dumps(list(input_shape))],
             capture_output=True, text=True, timeout=timeout_s, env=env,

@@ -19,6 +19,7 @@ import numpy as np
 
 from autocomp.errors import CandidateError, UserError
 from autocomp.measure.runner import Latency, MeasureOptions, RunResult
+from autocomp.measure.threads import remote_threads
 from autocomp.profiles import DeviceProfile
 
 AGREEMENT_SAMPLES = 32
@@ -141,11 +142,12 @@ class RPCRunner:
             vm = VirtualMachine(session.load_module(lib.name), dev)
             remote_params = [tvm.runtime.tensor(p, dev) for p in params]
             m = self.profile.measurement
+            threads = remote_threads(session, m.threads) if self.profile.kind == "cpu" else None
             x0 = tvm.runtime.tensor(np.ascontiguousarray(xs[:1]), dev)
             for _ in range(m.warmup):
                 vm["main"](x0, *remote_params)
             timer = vm.time_evaluator("main", dev, number=m.number, repeat=m.repeat, min_repeat_ms=m.min_repeat_ms)
-            latency = Latency.from_seconds(timer(x0, *remote_params).results, m)
+            latency = Latency.from_seconds(timer(x0, *remote_params).results, m, threads)
             outputs = []
             for i in range(len(xs)):
                 vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(xs[i : i + 1]), dev), *remote_params)

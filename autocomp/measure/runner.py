@@ -29,15 +29,16 @@ class Latency:
     samples: int
     number: int
     min_repeat_ms: int
+    threads: int | None = None  # TVM runtime threads that ran the timed calls (None: the device did not say)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_seconds(cls, results_s: Any, m: Measurement) -> Latency:
+    def from_seconds(cls, results_s: Any, m: Measurement, threads: int | None) -> Latency:
         ms = np.asarray(results_s, dtype=np.float64) * 1e3
         return cls(float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms),
-                   m.number, m.min_repeat_ms)
+                   m.number, m.min_repeat_ms, threads)
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,16 @@ class LocalRunner:
     def time(self, session: LocalSession, example_input: np.ndarray) -> Latency:
         import tvm
 
+        from autocomp.measure.threads import local_threads, use_threads
+
         m = self.measurement
+        threads = use_threads(local_threads(m))
         args = session.args(example_input)
         for _ in range(m.warmup):
             session.vm["main"](*args)
         timer = session.vm.time_evaluator("main", tvm.cpu(), number=m.number, repeat=m.repeat,
                                           min_repeat_ms=m.min_repeat_ms)
-        return Latency.from_seconds(timer(*args).results, m)
+        return Latency.from_seconds(timer(*args).results, m, threads)
 
     def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True) -> RunResult:
         """`timed=False`: everything but the latency (a compile worker, whose cores are not quiet)."""
@@ -125,7 +129,11 @@ class LocalRunner:
         t1 = time.perf_counter()
         accuracy = evaluate.accuracy_compiled(session.run, task)
         t2 = time.perf_counter()
-        rss = measure_peak_rss(built, tuple(task.example_input.shape)) if self.peak_rss else None
+        rss = None
+        if self.peak_rss:
+            from autocomp.measure.threads import local_threads
+
+            rss = measure_peak_rss(built, tuple(task.example_input.shape), local_threads(self.measurement))
         timings = {"latency": t1 - t0, "evaluate": t2 - t1, "peak_rss": time.perf_counter() - t2}
         if not timed:
             del timings["latency"]

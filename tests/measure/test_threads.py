@@ -1,0 +1,44 @@
+import os
+import subprocess
+import sys
+
+from autocomp.build import build
+from autocomp.hostcpu import physical_cores
+from autocomp.lower import lower
+from autocomp.measure.runner import LocalRunner
+from autocomp.profiles import Measurement
+
+
+def _fake_sysfs(root, topology):
+    for cpu, (package, core) in topology.items():
+        d = root / f"cpu{cpu}" / "topology"
+        d.mkdir(parents=True)
+        (d / "physical_package_id").write_text(f"{package}\n")
+        (d / "core_id").write_text(f"{core}\n")
+
+
+def test_physical_cores_count_smt_siblings_once(tmp_path):
+    _fake_sysfs(tmp_path, {0: (0, 0), 1: (0, 0), 2: (0, 1), 3: (0, 1), 4: (1, 0)})
+    assert physical_cores({0, 1, 2, 3, 4}, str(tmp_path)) == 3  # core 0 of package 1 is another core
+    assert physical_cores({0, 1}, str(tmp_path)) == 1
+    assert physical_cores({0, 7}, str(tmp_path)) == 2  # no topology for cpu7: the logical count
+
+
+def test_a_fresh_process_times_with_one_thread_per_physical_core():
+    """TVM alone starts half the logical CPUs on x86; the timing must run one thread per core."""
+    code = ("from autocomp.measure.threads import local_threads, use_threads\n"
+            "from autocomp.profiles import Measurement\n"
+            "print(use_threads(local_threads(Measurement())))")
+    env = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) == physical_cores()
+
+
+def test_the_profile_thread_count_is_used_and_recorded(digits_task, digits_ctx, host):
+    built = build(lower(digits_ctx.model, digits_task.example_input), host)
+    x = digits_task.example_input.numpy()
+    default = LocalRunner(Measurement(number=2, repeat=3, min_repeat_ms=1, warmup=1))
+    assert default.time(default.session(built), x).threads == physical_cores()
+    one = LocalRunner(Measurement(number=2, repeat=3, min_repeat_ms=1, warmup=1, threads=1))
+    assert one.time(one.session(built), x).threads == 1
+    assert default.time(default.session(built), x).threads == physical_cores()  # back up to its start size
