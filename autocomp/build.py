@@ -107,6 +107,9 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     try:
         fused = legalize(lowered.mod, target)
         if target.kind.name == "llvm":
+            from autocomp import precompute
+
+            fused, params, _ = precompute.fold(fused, params)
             from autocomp import prepack
             from autocomp.schedule import schedule_and_pack
 

@@ -350,6 +350,20 @@ def _parallel_elementwise(sch, blk, vec_cap: int = 64) -> None:
 # module driver
 
 
+def _schedule_other(func: tirx.PrimFunc, target) -> tuple[tirx.PrimFunc | None, str]:
+    """A kernel that is not a conv: the matmul template, else the elementwise / reduction one."""
+    from autocomp.schedule_generic import schedule_elementwise, schedule_matmul
+
+    for template, how in ((schedule_matmul, "matmul template"), (schedule_elementwise, "elementwise template")):
+        try:
+            new = template(func, target)
+        except Exception:  # noqa: BLE001 - a shape the template cannot take keeps TVM's default
+            new = None
+        if new is not None:
+            return new, how
+    return None, ""
+
+
 def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) -> tuple[tvm.IRModule, dict[str, str]]:
     """The scheduled module and the per-kernel report (see schedule_and_pack), weights repacked in-kernel."""
     out, report, _ = schedule_and_pack(mod, target, db, tune_trials, prepack=False)
@@ -418,10 +432,13 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
         except Exception as exc:  # noqa: BLE001 - a failed schedule keeps the default, never the search down
             report[gv.name_hint] = f"default schedule ({type(exc).__name__}: {str(exc).splitlines()[-1][:200]})"
             continue
-        if new is None:
-            if "conv2d" in gv.name_hint:
-                report[gv.name_hint] = "default schedule (not a plain NCHW or depthwise conv2d: grouped)"
+        if new is None and "conv2d" in gv.name_hint:
+            report[gv.name_hint] = "default schedule (not a plain NCHW or depthwise conv2d: grouped)"
             continue
+        if new is None:
+            new, how = _schedule_other(func, target)
+            if new is None:
+                continue
         if func.attrs and "global_symbol" in func.attrs:
             new = new.with_attr("global_symbol", func.attrs["global_symbol"])
         out[gv] = new

@@ -31,6 +31,37 @@ def median_ms(fn: Callable[[], Any], warmup: int = 10, runs: int = 200, min_s: f
     return statistics.median(times) * 1e3
 
 
+def interleaved_ms(timers: dict[str, Callable[[], float]], rounds: int = 5, pause_s: float = 0.2) -> dict[str, float]:
+    """Median over `rounds` rounds of each timer's median, the timers taking turns within a round.
+
+    Why: this machine's speed drifts by tens of percent over a minute (shared host), and a runtime's
+    idle threads spin for a while after it returns. Timing every path in each round, with a pause
+    between paths, gives ratios that compare the same minutes of the machine."""
+    per_path: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            time.sleep(pause_s)
+            per_path[name].append(timer())
+    return {name: statistics.median(values) for name, values in per_path.items()}
+
+
+def ort_timer(path: Path, x: np.ndarray) -> Callable[[], float]:
+    sess = ort_session(path)
+    name = sess.get_inputs()[0].name
+    return lambda: median_ms(lambda: sess.run(None, {name: x}), runs=50, min_s=0.3)
+
+
+def torch_timer(model: Any, x: Any) -> Callable[[], float]:
+    import torch
+
+    def timer() -> float:
+        torch.set_num_threads(THREADS)
+        with torch.no_grad():
+            return median_ms(lambda: model(x), runs=50, min_s=0.3)
+
+    return timer
+
+
 def ort_session(path: Path) -> Any:
     import onnxruntime as ort
 

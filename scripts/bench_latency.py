@@ -5,7 +5,8 @@
 Models: the built-in task's FashionNet (1x1x28x28), a ResNet-18-shaped net and a MobileNet-v1-shaped
 net (depthwise convs) at 1x3x224x224 (random weights: latency only). Paths: autocomp-fp32, autocomp-int8 (uniform w8a8), ort-fp32, ort-int8
 (onnxruntime quantize_static, QDQ, u8/s8), torch (eager fp32). GFLOP/s counts 2 x the conv / linear
-multiply-accumulates of the fp32 model. Compare ratios from one run; the CPU is printed first.
+multiply-accumulates of the fp32 model. The paths take turns over --rounds rounds (median of rounds), so
+the ratios compare the same minutes of a machine whose speed drifts. The CPU is printed first.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--models", default="builtin,resnet18,mobilenet")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per model (median of rounds)")
     args = parser.parse_args()
 
     from autocomp.artifacts import export_onnx
@@ -71,12 +73,13 @@ def main() -> int:
         export_onnx(ctx.model, x, fp32_onnx)
         int8_onnx = tmp / f"{model_name}-int8.onnx"
         _bench.ort_quantize_static(fp32_onnx, int8_onnx, task.calib_data.numpy())
-        timings = {"ort-fp32": _bench.ort_ms(fp32_onnx, x.numpy()), "ort-int8": _bench.ort_ms(int8_onnx, x.numpy()),
-                   "torch": _bench.torch_ms(ctx.model, x)}
+        timers = {"ort-fp32": _bench.ort_timer(fp32_onnx, x.numpy()), "ort-int8": _bench.ort_timer(int8_onnx, x.numpy()),
+                  "torch": _bench.torch_timer(ctx.model, x)}
         for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
             model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
-            built = build(lower(model, x), host)
-            timings[path] = runner.time(runner.session(built), x.numpy()).median_ms
+            session = runner.session(build(lower(model, x), host))
+            timers[path] = lambda session=session: runner.time(session, x.numpy()).median_ms
+        timings = _bench.interleaved_ms(timers, rounds=args.rounds)
         for path in ("autocomp-fp32", "autocomp-int8", "ort-fp32", "ort-int8", "torch"):
             ms = timings[path]
             rows.append({"model": model_name, "path": path, "latency_ms": ms, "gflops": gflop / (ms / 1e3),
