@@ -41,9 +41,10 @@ class Context:
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
         from autocomp.lower import lower
-        from autocomp.schedule_vnni import has_sdot
+        from autocomp.schedule_vnni import has_sdot, has_vnni
 
-        return lower(model, self.task.example_input, signed_dot=has_sdot(self.profile.tvm_target()))
+        target = self.profile.tvm_target()
+        return lower(model, self.task.example_input, signed_dot=has_sdot(target), unsigned_dot=has_vnni(target))
 
     def build(self, lowered: Any) -> Any:
         from autocomp.build import build

@@ -9,8 +9,8 @@ which template every kernel got.
 * matmul ``C[i, j] = sum_k A[i, k] * B[k, j]`` (B is the classifier weight, already transposed at build
   time by precompute.py): vectorized over j, a register tile of up to 4 vectors, parallel over
   (i, j-tile), reduction inside, epilogue (bias, requantize) fused after each tile.
-* elementwise chains (every block spatial): everything inlined into the last block, its loops fused,
-  split by the vector width, parallel outer and vectorized inner.
+* elementwise chains (every block spatial): everything inlined into the last block, parallel over
+  all loops but the innermost, which LLVM vectorizes.
 * other reductions (pooling, mean): producers inlined, parallel over the leading spatial loops.
 """
 
@@ -100,14 +100,12 @@ def schedule_elementwise(func: tirx.PrimFunc, target: Any) -> tirx.PrimFunc | No
         if not loops or len(kinds) != len(loops):
             continue
         if "R" not in kinds:
-            fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-            total = _const(sch.get(fused).extent) or 1
-            bits = max(tvm.DataType(str(blk.writes[0].source.dtype)).bits, 8)
-            vec = _divisor_at_most(total, max(vector_bits(target) // max(bits, 32), 4))
-            outer, inner = sch.split(fused, [None, vec])
-            sch.parallel(outer)
-            if vec > 1:
-                sch.vectorize(inner)
+            # parallel over all but the innermost loop, which LLVM vectorizes itself: measured on the
+            # requantize chains, 4-17x faster than TVM's default and 2-8x faster than vectorizing a
+            # flattened loop in TIR (float -> int8 casts and pads scalarize there)
+            if len(loops) == 1:
+                loops = sch.split(loops[0], [None, _divisor_at_most(_const(sch.get(loops[0]).extent) or 1, 1024)])
+            sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
             scheduled = True
         else:
             spatial = len(kinds) - len(kinds.lstrip("S"))

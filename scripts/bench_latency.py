@@ -77,7 +77,7 @@ def main() -> int:
                   "torch": _bench.torch_timer(ctx.model, x)}
         for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
             model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
-            session = runner.session(build(lower(model, x), host))
+            session = runner.session(build(ctx.lower(model), host))  # the lowering a search uses
             timers[path] = lambda session=session: runner.time(session, x.numpy()).median_ms
         timings = _bench.interleaved_ms(timers, rounds=args.rounds)
         for path in ("autocomp-fp32", "autocomp-int8", "ort-fp32", "ort-int8", "torch"):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from autocomp.build import build, export_library
 from autocomp.compress import compress
@@ -164,7 +165,38 @@ def test_signed_dot_lowering_is_exact(digits_task, digits_ctx, host):
     assert all(np.array_equal(p, q) for p, q in got)
     # and the rewrite is there: a signed conv input, a weight-sum correction
     text = lower(model, digits_task.example_input, signed_dot=True).mod.script()
-    assert "R.subtract" in text and "R.sum" in text
+    assert 'R.const(-128, "int16")' in text and "R.sum" in text
+
+
+class RGBStem(nn.Module):
+    """A 3-channel stem on signed (normalized) pixels, then a 16-channel conv: the shapes of ResNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.stem(x)))
+
+
+def test_unsigned_dot_lowering_is_exact_and_gives_the_stem_vnni(host):
+    """For VNNI targets, int8 conv inputs become uint8 (q + 128), 3 channels are padded to 4 with zero
+    weights, and the conv subtracts 128 * sum(w): the same integers, and the stem gets VNNI kernels."""
+    from autocomp.compress.quantize import quantize
+    from autocomp.schedule_vnni import has_vnni
+
+    torch.manual_seed(0)
+    plan = CompressionPlan((LayerPlan("stem", 8, 8), LayerPlan("b", 8, 8)))
+    model = quantize(RGBStem().eval(), plan, torch.randn(8, 3, 22, 18))
+    x = torch.randn(1, 3, 22, 18)
+    plain, shifted = (build(lower(model, x, unsigned_dot=u), host) for u in (False, True))
+    assert np.array_equal(LocalSession(plain).run(x.numpy()), LocalSession(shifted).run(x.numpy()))
+    text = lower(model, x, unsigned_dot=True).mod.script()
+    assert 'R.const(128, "int16")' in text and "R.sum" in text and "(1, 4, 28, 24)" in text  # 3 -> 4 channels, padded
+    if has_vnni(host.tvm_target()):
+        assert list(shifted.kernels.values()).count("scheduled (VNNI dot product)") == 2, shifted.kernels
+        assert list(plain.kernels.values()).count("scheduled (VNNI dot product)") == 1, plain.kernels
 
 
 def test_rpi5_int8_convs_use_sdot(digits_task, digits_ctx, tmp_path):
