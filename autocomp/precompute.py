@@ -27,37 +27,42 @@ def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarra
     main = mod["main"]
     num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
     call_tir = tvm.ir.Op.get("relax.call_tir")
-    values: dict[Any, np.ndarray] = {v: a for v, a in zip(main.params[num_input:], params)}
+    nbytes: dict[Any, int] = {v: a.nbytes for v, a in zip(main.params[num_input:], params)}
     uses = _use_counts(main)
-    folded: dict[Any, np.ndarray] = {}  # binding var -> its value, for every folded binding
+    steps: list[tuple[Any, Any, list[Any], tuple[int, ...], str]] = []  # (var, kernel, args, shape, dtype)
     dead: set[Any] = set()  # vars (parameters or folded bindings) whose only use was folded
-    names: list[str] = []
-    for block in main.body.blocks:
+    for block in main.body.blocks:  # first pass: which bindings fold (types and byte counts only)
         for binding in block.bindings:
             call = binding.value
             if not (getattr(call, "op", None) is not None and call.op.same_as(call_tir)) or len(call.args) != 2:
                 continue
             args = list(call.args[1].fields)
-            if not args or not all(a in values or isinstance(a, Constant) for a in args):
+            known = [a for a in args if not isinstance(a, Constant)]
+            if not known or not all(a in nbytes for a in known):
                 continue
-            if not all(a in values for a in args if not isinstance(a, Constant)):
-                continue
-            freed = [a for a in args if a in values and uses.get(a, 0) == 1]
             out_ty = binding.var.ty
-            if not hasattr(out_ty, "shape") or out_ty.shape is None:
+            if getattr(out_ty, "shape", None) is None:
                 continue
             shape = tuple(int(d) for d in out_ty.shape.values)
-            nbytes = int(np.prod(shape)) * np.dtype(str(out_ty.dtype)).itemsize
-            if len(freed) != sum(1 for a in args if a in values) or nbytes > sum(values[a].nbytes for a in freed):
+            size = int(np.prod(shape)) * np.dtype(str(out_ty.dtype)).itemsize
+            if any(uses.get(a, 0) != 1 for a in known) or size > sum(nbytes[a] for a in known):
                 continue  # an input stays needed elsewhere, or the result is bigger: folding adds bytes
-            func = mod[call.args[0]]
-            inputs = [values[a] if a in values else a.data.numpy() for a in args]
-            result = _run(func, inputs, shape, str(out_ty.dtype))
-            values[binding.var] = folded[binding.var] = result
-            dead.update(freed)
-            names.append(call.args[0].name_hint)
-    if not folded:
+            nbytes[binding.var] = size
+            dead.update(known)
+            steps.append((binding.var, call.args[0], args, shape, str(out_ty.dtype)))
+    if not steps:
         return mod, params, []
+    # second pass: one host build for every kernel involved, then run them in order
+    kernels = {gv.name_hint: mod[gv].with_attr("global_symbol", gv.name_hint) for _, gv, _, _, _ in steps}
+    lib = tvm.tirx.build(tvm.IRModule(kernels), target=tvm.target.Target({"kind": "llvm"}))
+    values: dict[Any, np.ndarray] = dict(zip(main.params[num_input:], params))
+    folded: dict[Any, np.ndarray] = {}
+    for var, gv, args, shape, dtype in steps:
+        inputs = [tvm.runtime.tensor(np.ascontiguousarray(values[a] if a in values else a.data.numpy())) for a in args]
+        out = tvm.runtime.tensor(np.zeros(shape, dtype=dtype))
+        lib[gv.name_hint](*inputs, out)  # destination-passing: the output is the last argument
+        values[var] = folded[var] = out.numpy()
+    names = [gv.name_hint for _, gv, _, _, _ in steps]
     return _rebuild(mod, main, num_input, params, folded, dead), _new_params(main, num_input, params, folded, dead), names
 
 
@@ -80,18 +85,6 @@ def _use_counts(main: Any) -> dict[Any, int]:
             visitor.visit_expr(binding.value)
     visitor.visit_expr(main.body.body)
     return counts
-
-
-def _run(func: Any, inputs: list[np.ndarray], shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """One PrimFunc on the build machine's CPU (destination-passing: the output is the last argument)."""
-    import tvm
-
-    lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
-                         target=tvm.target.Target({"kind": "llvm"}))
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in inputs]
-    out = tvm.runtime.tensor(np.zeros(shape, dtype=dtype))
-    lib["main"](*args, out)
-    return out.numpy()
 
 
 def _new_params(main: Any, num_input: int, params: tuple[np.ndarray, ...], folded: dict[Any, np.ndarray],
