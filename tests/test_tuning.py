@@ -18,7 +18,8 @@ def test_new_workloads_are_tuned_once_then_read_from_the_database(digits_task, d
 
     db = TuningDB.for_profile("host", tmp_path)
     tuned = build(lowered, host, db, tune_trials=4)
-    assert all(s.startswith("scheduled (tuned now") for s in tuned.kernels.values())
+    convs = {k: v for k, v in tuned.kernels.items() if "conv2d" in k}  # other kernels get fixed templates
+    assert len(convs) == 2 and all(s.startswith("scheduled (tuned now") for s in convs.values())
     assert (db.hits, db.misses) == (0, 2)
     records = TuningDB.for_profile("host", tmp_path).records  # persisted
     assert len(records) == 2
@@ -27,7 +28,7 @@ def test_new_workloads_are_tuned_once_then_read_from_the_database(digits_task, d
 
     again = TuningDB.for_profile("host", tmp_path)
     warm = build(lowered, host, again, tune_trials=4)
-    assert set(warm.kernels.values()) == {"scheduled (tile from the tuning database)"}
+    assert {v for k, v in warm.kernels.items() if "conv2d" in k} == {"scheduled (tile from the tuning database)"}
     assert (again.hits, again.misses) == (2, 0)
 
     x = digits_task.eval_inputs[:16].numpy()
