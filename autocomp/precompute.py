@@ -63,7 +63,7 @@ def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarra
         lib[gv.name_hint](*inputs, out)  # destination-passing: the output is the last argument
         values[var] = folded[var] = out.numpy()
     names = [gv.name_hint for _, gv, _, _, _ in steps]
-    return _rebuild(mod, main, num_input, params, folded, dead), _new_params(main, num_input, params, folded, dead), names
+    return _rebuild(mod, main, folded, dead), _new_params(main, num_input, params, folded, dead), names
 
 
 def _use_counts(main: Any) -> dict[Any, int]:
@@ -93,10 +93,11 @@ def _new_params(main: Any, num_input: int, params: tuple[np.ndarray, ...], folde
     return tuple(kept + [a for v, a in folded.items() if v not in dead])
 
 
-def _rebuild(mod: Any, main: Any, num_input: int, params: tuple[np.ndarray, ...], folded: dict[Any, np.ndarray],
-             dead: set[Any]) -> Any:
+def _rebuild(mod: Any, main: Any, folded: dict[Any, np.ndarray], dead: set[Any]) -> Any:
     """`main` without the folded bindings; the surviving folded values are new trailing parameters."""
     from tvm import relax
+
+    from autocomp.relax_main import rebuild_main
 
     new_vars = {v: relax.Var(f"pre_{v.name}", relax.TensorType(a.shape, str(a.dtype)))
                 for v, a in folded.items() if v not in dead}
@@ -107,33 +108,3 @@ def _rebuild(mod: Any, main: Any, num_input: int, params: tuple[np.ndarray, ...]
     body = relax.SeqExpr(blocks, main.body.body)
     fn_params = [p for p in main.params if p not in dead] + list(new_vars.values())
     return rebuild_main(mod, main, body, fn_params, new_vars)
-
-
-def rebuild_main(mod: Any, main: Any, body: Any, fn_params: list[Any], swap: dict[Any, Any]) -> Any:
-    """`mod` with `main` re-declared as (fn_params) -> body, every use of a key of `swap` replaced.
-
-    Fresh GlobalVars for every function, added through a BlockBuilder so that they carry the type of the
-    function as it is now: an old one keeps the signature its function had when it was first added, and
-    call sites are type-checked against it."""
-    from tvm import relax
-
-    bb = relax.BlockBuilder()
-    fresh = {gv.name_hint: bb.add_func(f, gv.name_hint) for gv, f in mod.functions_items() if gv.name_hint != "main"}
-
-    @relax.expr_functor.mutator
-    class _Swap(relax.PyExprMutator):
-        def visit_var_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
-            return swap.get(op, op)
-
-        def visit_dataflow_var_(self, op: Any) -> Any:  # noqa: N802
-            return swap.get(op, op)
-
-        def visit_global_var_(self, op: Any) -> Any:  # noqa: N802
-            return fresh.get(op.name_hint, op)
-
-    new_body = _Swap().visit_expr(body)
-    bb.add_func(relax.Function(fn_params, new_body, main.ret_ty, main.is_pure, main.attrs), "main")
-    out = bb.get()
-    for key, value in (mod.attrs.items() if mod.attrs else []):
-        out = out.with_attr(key, value)
-    return out

@@ -79,6 +79,8 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], packed: dict[str, Packing]) 
     import tvm
     from tvm import relax
 
+    from autocomp.relax_main import rebuild_main
+
     if not packed:
         return mod, params
     main = mod["main"]
@@ -100,27 +102,5 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], packed: dict[str, Packing]) 
             new_params[pos] = pk.pack(params[pos])
             swap[var] = relax.Var(var.name, relax.TensorType(new_params[pos].shape, str(new_params[pos].dtype)))
 
-    # Fresh GlobalVars for every function, added through a BlockBuilder so that they carry the type of
-    # the function as it is now: an old one keeps the signature its function had when it was first
-    # added (the weight's unpacked shape), and call sites are type-checked against it.
-    bb = relax.BlockBuilder()
-    fresh = {gv.name_hint: bb.add_func(f, gv.name_hint) for gv, f in mod.functions_items() if gv.name_hint != "main"}
-
-    @relax.expr_functor.mutator
-    class _Swap(relax.PyExprMutator):
-        def visit_var_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
-            for old, new in swap.items():
-                if op.same_as(old):
-                    return new
-            return op
-
-        def visit_global_var_(self, op: Any) -> Any:  # noqa: N802
-            return fresh.get(op.name_hint, op)
-
-    body = _Swap().visit_expr(main.body)
-    fn_params = [next((n for o, n in swap.items() if p.same_as(o)), p) for p in main.params]
-    bb.add_func(relax.Function(fn_params, body, main.ret_ty, main.is_pure, main.attrs), "main")
-    out = bb.get()
-    for key, value in (mod.attrs.items() if mod.attrs else []):
-        out = out.with_attr(key, value)
-    return out, tuple(new_params)
+    fn_params = [swap.get(p, p) for p in main.params]
+    return rebuild_main(mod, main, main.body, fn_params, swap), tuple(new_params)

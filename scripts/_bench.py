@@ -45,19 +45,19 @@ def interleaved_ms(timers: dict[str, Callable[[], float]], rounds: int = 5, paus
     return {name: statistics.median(values) for name, values in per_path.items()}
 
 
-def ort_timer(path: Path, x: np.ndarray) -> Callable[[], float]:
+def ort_timer(path: Path, x: np.ndarray, runs: int = 50, min_s: float = 0.3) -> Callable[[], float]:
     sess = ort_session(path)
     name = sess.get_inputs()[0].name
-    return lambda: median_ms(lambda: sess.run(None, {name: x}), runs=50, min_s=0.3)
+    return lambda: median_ms(lambda: sess.run(None, {name: x}), runs=runs, min_s=min_s)
 
 
-def torch_timer(model: Any, x: Any) -> Callable[[], float]:
+def torch_timer(model: Any, x: Any, runs: int = 50, min_s: float = 0.3) -> Callable[[], float]:
     import torch
 
     def timer() -> float:
         torch.set_num_threads(THREADS)
         with torch.no_grad():
-            return median_ms(lambda: model(x), runs=50, min_s=0.3)
+            return median_ms(lambda: model(x), runs=runs, min_s=min_s)
 
     return timer
 
@@ -72,17 +72,11 @@ def ort_session(path: Path) -> Any:
 
 
 def ort_ms(path: Path, x: np.ndarray) -> float:
-    sess = ort_session(path)
-    name = sess.get_inputs()[0].name
-    return median_ms(lambda: sess.run(None, {name: x}))
+    return ort_timer(path, x, runs=200, min_s=1.0)()
 
 
 def torch_ms(model: Any, x: Any) -> float:
-    import torch
-
-    torch.set_num_threads(THREADS)
-    with torch.no_grad():
-        return median_ms(lambda: model(x))
+    return torch_timer(model, x, runs=200, min_s=1.0)()
 
 
 def ort_quantize_static(fp32_onnx: Path, out: Path, calib: np.ndarray) -> None:

@@ -1,0 +1,36 @@
+"""Re-declaring `main` of a Relax module with new parameters: shared by the build-time rewrites
+(prepack.py re-types packed weights, precompute.py adds precomputed ones)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def rebuild_main(mod: Any, main: Any, body: Any, fn_params: list[Any], swap: dict[Any, Any]) -> Any:
+    """`mod` with `main` re-declared as (fn_params) -> body, every use of a key of `swap` replaced.
+
+    Fresh GlobalVars for every function, added through a BlockBuilder so that they carry the type of the
+    function as it is now: an old one keeps the signature its function had when it was first added, and
+    call sites are type-checked against it."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    fresh = {gv.name_hint: bb.add_func(f, gv.name_hint) for gv, f in mod.functions_items() if gv.name_hint != "main"}
+
+    @relax.expr_functor.mutator
+    class _Swap(relax.PyExprMutator):
+        def visit_var_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
+            return swap.get(op, op)
+
+        def visit_dataflow_var_(self, op: Any) -> Any:  # noqa: N802
+            return swap.get(op, op)
+
+        def visit_global_var_(self, op: Any) -> Any:  # noqa: N802
+            return fresh.get(op.name_hint, op)
+
+    new_body = _Swap().visit_expr(body)
+    bb.add_func(relax.Function(fn_params, new_body, main.ret_ty, main.is_pure, main.attrs), "main")
+    out = bb.get()
+    for key, value in (mod.attrs.items() if mod.attrs else []):
+        out = out.with_attr(key, value)
+    return out
