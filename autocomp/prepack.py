@@ -23,13 +23,14 @@ class Packing:
     param_index: int  # position of the weight among the PrimFunc's parameters (= call_tir argument)
     kind: str
     lanes: int
+    group: int = 4  # "dot": input channels per lane per instruction (4: VNNI / SDOT, 2: vpmaddwd)
 
     def pack(self, w: np.ndarray) -> np.ndarray:
         o, i, kh, kw = w.shape
         if self.kind == "dense":
             return np.ascontiguousarray(w.reshape(o // self.lanes, self.lanes, i, kh, kw).transpose(0, 2, 3, 4, 1))
         return np.ascontiguousarray(
-            w.reshape(o // self.lanes, self.lanes, i // 4, 4, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+            w.reshape(o // self.lanes, self.lanes, i // self.group, self.group, kh, kw).transpose(0, 2, 4, 5, 1, 3))
 
 
 def packable_weights(mod: Any) -> dict[str, set[int]]:

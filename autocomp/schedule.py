@@ -415,7 +415,7 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
             vnni = schedule_conv_vnni(func, target, prepacked_weight=pre)  # one fixed tile: measured within noise of the others
             if vnni is not None:
                 if pre:
-                    packed[gv.name_hint] = pk.Packing(w_index, "dot", dot_kind(target).lanes)
+                    packed[gv.name_hint] = pk.Packing(w_index, "dot", dot_kind(target).lanes, dot_kind(target).group)
                 if func.attrs and "global_symbol" in func.attrs:
                     vnni = vnni.with_attr("global_symbol", func.attrs["global_symbol"])
                 out[gv] = vnni

@@ -1,5 +1,6 @@
 """Dot-product variants of autocomp's zero-tuning conv2d schedule: AVX-512 VNNI (u8 data x s8 weight
--> s32, 16 lanes) and ARMv8.2 SDOT (s8 x s8 -> s32, 4 lanes), one template for both (`DotKind`).
+-> s32, 16 lanes), ARMv8.2 SDOT (s8 x s8 -> s32, 4 lanes) and x86 vpmaddwd (int16 pairs -> s32), one
+template for all (`DotKind`).
 
 ``autocomp.schedule.schedule_module`` tries it first for every conv and falls back to the generic
 template when it returns None.
@@ -25,6 +26,9 @@ accumulator int32, C % 4 == 0 and O % 16 == 0. Otherwise returns None (caller fa
 int8 data (the first layer of a w8a8 plan) is not handled: vpdpbusd multiplies unsigned x signed.
 SDOT applies on aarch64 targets with ``dotprod`` to int8 data (lower/ops.py shifts uint8 activations
 by -128 for such targets) with C % 4 == 0 and O % 4 == 0.
+x86 targets with AVX2 or AVX-512BW but no VNNI get ``vpmaddwd`` (pmaddwd_intrin.py) for uint8 or
+int8 data with C % 2 == 0: channels are grouped in pairs instead of fours (``DotKind.group``) and the
+padded data tile is int16 (widened once per call by the padding stage).
 """
 
 from __future__ import annotations
@@ -55,12 +59,17 @@ class DotKind:
 
     label: str  # how `kernels` reports it
     lanes: int  # int32 accumulator lanes per instruction
-    data_dtype: str  # what it multiplies the int8 weights with
+    data_dtypes: tuple[str, ...]  # what it multiplies the int8 weights with
     budget: int  # accumulator registers per tile
+    group: int = KGROUP  # input channels summed into each lane per instruction
+    wide_data: bool = False  # the data tile is widened to int16 once per call (vpmaddwd)
 
 
-VNNI = DotKind("VNNI dot product", 16, "uint8", 16)
-SDOT = DotKind("NEON SDOT dot product", 4, "int8", 16)  # 32 NEON registers: 16 accumulators + loads
+VNNI = DotKind("VNNI dot product", 16, ("uint8",), 16)
+SDOT = DotKind("NEON SDOT dot product", 4, ("int8",), 16)  # 32 NEON registers: 16 accumulators + loads
+# vpmaddwd: 16 registers on AVX2 hold 12 accumulators, a weight vector, a broadcast and a product
+PAIR_AVX2 = DotKind("int16 pair dot product (vpmaddwd)", 8, ("uint8", "int8"), 12, group=2, wide_data=True)
+PAIR_AVX512 = DotKind("int16 pair dot product (vpmaddwd)", 16, ("uint8", "int8"), 16, group=2, wide_data=True)
 
 
 def _has_feature(target: tvm.target.Target, feature: str) -> bool:
@@ -85,10 +94,17 @@ def has_sdot(target: tvm.target.Target) -> bool:
 
 
 def dot_kind(target: tvm.target.Target) -> DotKind | None:
+    """The fastest exact int8 dot product of the target: VNNI, SDOT, else vpmaddwd on AVX2 / AVX-512BW
+    x86 (2 multiply-adds per int32 lane, where int32 lanes give 1), else None (the int32-lane template)."""
     if has_vnni(target):
         return VNNI
     if has_sdot(target):
         return SDOT
+    if "aarch64" not in str(target.attrs.get("mtriple", "")):
+        if _has_feature(target, "avx512bw"):
+            return PAIR_AVX512
+        if _has_feature(target, "avx2"):
+            return PAIR_AVX2
     return None
 
 
@@ -117,10 +133,10 @@ def _applicable(sch: s_tir.Schedule, info, kind: DotKind) -> bool:
     data = blk.reads[info.data_read].source
     weight = blk.reads[info.weight_read].source
     return (
-        str(data.dtype) == kind.data_dtype
+        str(data.dtype) in kind.data_dtypes
         and str(weight.dtype) == "int8"
         and info.acc_dtype == "int32"
-        and info.c % KGROUP == 0
+        and info.c % kind.group == 0
         and info.o % kind.lanes == 0
     )
 
@@ -156,13 +172,18 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     info = find_conv(sch)
     if info is None or not _applicable(sch, info, kind):
         return None
+    data_dtype = str(sch.get(sch.get_sblock(info.block)).reads[info.data_read].source.dtype)
     if kind is SDOT:
         from autocomp.sdot_intrin import register as register_sdot
 
         intrin = register_sdot()
+    elif kind.wide_data:
+        from autocomp.pmaddwd_intrin import register as register_pair
+
+        intrin = register_pair(kind.lanes, data_dtype)
     else:
         _, intrin = _register_intrin()  # the accumulator tile is scope 'local'
-    lanes = kind.lanes
+    lanes, group = kind.lanes, kind.group
     nv, ty, tx = tile or pick_tile_vnni(info.o, info.h, info.w, kind.budget, lanes)
     root = _root(sch)
 
@@ -176,14 +197,18 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
         w.source.same_as(data_buf) for b in sch.get_child_blocks(root) for w in sch.get(b).writes
     )
     dpack = None if produced else sch.cache_read(conv, info.data_read, "global")
-    sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // KGROUP, h, w, c % KGROUP))
+    producer = dpack if dpack is not None else next(
+        b for b in sch.get_child_blocks(root) if any(w.source.same_as(data_buf) for w in sch.get(b).writes))
+    sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // group, h, w, c % group))
+    if kind.wide_data:  # widen once per call so the inner loop broadcasts one 32-bit word of 2 x int16
+        sch.unsafe_set_dtype(producer, 0, "int16")
 
     # 3. weight [O, I, KH, KW] -> [O/16, I/4, KH, KW, 16, 4]
     wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
     sch.transform_layout(
         conv,
         ("read", info.weight_read),
-        lambda o, i, h, w: (o // lanes, i // KGROUP, h, w, o % lanes, i % KGROUP),
+        lambda o, i, h, w: (o // lanes, i // group, h, w, o % lanes, i % group),
     )
     # accumulator [N, Y, X, F]: 16 channels contiguous
     sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
@@ -193,7 +218,7 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     fo, fv, fi = sch.split(f, [None, nv, lanes])
     yo, yi = sch.split(y, [None, ty])
     xo, xi = sch.split(x, [None, tx])
-    rco, rci = sch.split(rc, [None, KGROUP])
+    rco, rci = sch.split(rc, [None, group])
     sch.reorder(n, fo, yo, xo, rco, ry, rx, fv, yi, xi, fi, rci)
     outer = sch.fuse(n, fo, yo, xo)
     sch.reverse_compute_at(epi, outer)
@@ -212,27 +237,27 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
 
     # 6. side stages
     if wpack is not None:
-        _pack_weight_loops(sch, wpack, lanes)
+        _pack_weight_loops(sch, wpack, lanes, group)
     if dpack is not None:
-        _pack_data_loops(sch, dpack)
+        _pack_data_loops(sch, dpack, group)
     for b in sch.get_child_blocks(root):
         if sch.get(b).name_hint.startswith("pad_temp"):
-            _pack_data_loops(sch, b)
+            _pack_data_loops(sch, b, group)
     return sch.mod["main"]
 
 
-def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES) -> None:
+def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int = KGROUP) -> None:
     """Loops (o, i, h, w) of the stage writing [O/16, I/4, KH, KW, 16, 4]: write order, parallel over
     the 16-channel blocks."""
     po_, pi_, ph, pw = sch.get_loops(blk)
     pa, pb = sch.split(po_, [None, lanes])
-    qa, qb = sch.split(pi_, [None, KGROUP])
+    qa, qb = sch.split(pi_, [None, group])
     sch.reorder(pa, qa, ph, pw, pb, qb)
     sch.parallel(pa)
     sch.unroll(qb)
 
 
-def _pack_data_loops(sch: s_tir.Schedule, blk) -> None:
+def _pack_data_loops(sch: s_tir.Schedule, blk, group: int = KGROUP) -> None:
     """Loops (n, c, h, w) of a stage writing [N, C/4, H, W, 4]: make c%4 innermost (contiguous
     writes), parallel over the outer loops."""
     loops = sch.get_loops(blk)
@@ -240,7 +265,7 @@ def _pack_data_loops(sch: s_tir.Schedule, blk) -> None:
         _parallel_elementwise(sch, blk)
         return
     n, c, h, w = loops
-    ca, cb = sch.split(c, [None, KGROUP])
+    ca, cb = sch.split(c, [None, group])
     sch.reorder(n, ca, h, w, cb)
     sch.unroll(cb)
     p = sch.fuse(n, ca, h)

@@ -1,6 +1,7 @@
 """The zero-tuning conv2d schedules: applied where they fit, and never change a result."""
 
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -153,6 +154,31 @@ def test_vnni_is_used_exactly_where_the_cpu_has_it(digits_task, digits_ctx, host
     uses_vnni = "scheduled (VNNI dot product)" in host_built.kernels.values()
     assert uses_vnni == ("avx512_vnni" in hostcpu.detect().features)
     session = LocalSession(host_built)
+    for x in digits_task.eval_inputs[:16]:
+        x = x[None].numpy()
+        assert np.array_equal(session.run(x), unscheduled_outputs(lowered, x))
+
+
+@pytest.mark.parametrize("mcpu, cpu_flag", [("haswell", "avx2"), ("skylake-avx512", "avx512bw")])
+def test_x86_without_vnni_uses_the_exact_int16_pair_dot(digits_task, digits_ctx, mcpu, cpu_flag, tmp_path):
+    """AVX2 / AVX-512BW CPUs without VNNI run int8 convs on vpmaddwd (int8 widened to int16, pairs of
+    channels summed into int32 lanes), bit-exact; the int8-input first layer (1 channel) cannot pair."""
+    from autocomp import hostcpu
+    from autocomp.profiles import DeviceProfile
+
+    if cpu_flag not in hostcpu.detect().features:
+        pytest.skip(f"this CPU cannot run {mcpu} code (no {cpu_flag})")
+    plan = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    lowered = lower(model, digits_task.example_input)
+    built = build(lowered, DeviceProfile("t", "", "cpu", "local", {"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
+    second = next(v for k, v in built.kernels.items() if k.startswith("fused_conv2d1_"))
+    assert second == "scheduled (int16 pair dot product (vpmaddwd))"
+    assert next(v for k, v in built.kernels.items() if k.startswith("fused_conv2d_")) == "scheduled (default tile)"
+    built.executable.export_library(str(tmp_path / "lib.so"))
+    asm = subprocess.run(["objdump", "-d", str(tmp_path / "lib.so")], capture_output=True, text=True).stdout
+    assert sum("vpmaddwd" in ln for ln in asm.splitlines()) > 10
+    session = LocalSession(built)
     for x in digits_task.eval_inputs[:16]:
         x = x[None].numpy()
         assert np.array_equal(session.run(x), unscheduled_outputs(lowered, x))
