@@ -1,6 +1,6 @@
 """Compiled latency of autocomp's fp32 and int8 artifacts vs onnxruntime and PyTorch, in one run.
 
-    python scripts/bench_latency.py [--json] [--models builtin,resnet18,mobilenet]
+    python scripts/bench_latency.py [--json] [--models builtin,resnet18,mobilenet] [--profile host]
 
 Models: the built-in task's FashionNet (1x1x28x28), a ResNet-18-shaped net and a MobileNet-v1-shaped
 net (depthwise convs) at 1x3x224x224 (random weights: latency only). Paths: autocomp-fp32, autocomp-int8 (uniform w8a8), ort-fp32, ort-int8
@@ -49,6 +49,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--models", default="builtin,resnet18,mobilenet")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per model (median of rounds)")
+    parser.add_argument("--profile", default="host",
+                        help="a locally measured device profile to compile autocomp's paths for (e.g. one with "
+                             "mcpu = haswell, to time the AVX2 kernels on a newer x86)")
     args = parser.parse_args()
 
     from autocomp.artifacts import export_onnx
@@ -61,13 +64,15 @@ def main() -> int:
     from autocomp.plan import CompressionPlan
     from autocomp.profiles import load_profile
 
-    host = load_profile("host")
-    runner = LocalRunner(host.measurement, peak_rss=False)
-    peak, peak_text = _bench.measured_fma_peak_gflops()
+    profile = load_profile(args.profile)
+    if profile.measure != "local":
+        raise SystemExit(f"--profile {args.profile}: measured over RPC; this benchmark times on this machine only")
+    runner = LocalRunner(profile.measurement, peak_rss=False)
+    peak, peak_text = _bench.measured_fma_peak_gflops(profile=args.profile)
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     rows = []
     for model_name, task in model_cases(args.models.split(",")):
-        ctx = prepare(task, host)
+        ctx = prepare(task, profile)
         x = task.example_input
         gflop = 2 * sum(m for m, _ in layer_macs(ctx.model, x).values()) / 1e9
         fp32_onnx = tmp / f"{model_name}.onnx"
@@ -78,7 +83,7 @@ def main() -> int:
                   "torch": _bench.torch_timer(ctx.model, x)}
         for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
             model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
-            session = runner.session(build(ctx.lower(model), host))  # the lowering a search uses
+            session = runner.session(build(ctx.lower(model), profile))  # the lowering a search uses
             timers[path] = lambda session=session: runner.time(session, x.numpy()).median_ms
         timings = _bench.interleaved_ms(timers, rounds=args.rounds)
         for path in ("autocomp-fp32", "autocomp-int8", "ort-fp32", "ort-int8", "torch"):
@@ -89,6 +94,8 @@ def main() -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(_bench.cpu_banner())
+    if args.profile != "host":
+        print(f"autocomp paths compiled for profile {args.profile}: {profile.resolved_target()}")
     print(peak_text)
     print(f"{'model':14s} {'path':14s} {'latency ms':>10s} {'GFLOP/s':>8s} {'% fp32 pk':>9s} {'x ort fp32':>10s} {'x ort int8':>10s}")
     for r in rows:
