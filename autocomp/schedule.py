@@ -396,6 +396,7 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
     """
     from autocomp import prepack as pk
     from autocomp import tuning
+    from autocomp.schedule_vnni import dot_kind, schedule_conv_vnni
 
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
     funcs = {gv: f for gv, f in mod.functions_items()}
@@ -403,23 +404,23 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
     report: dict[str, str] = {}
     packed: dict[str, pk.Packing] = {}
     packable = pk.packable_weights(mod) if prepack else {}
+    kind = dot_kind(target)  # a feature query per call: once per module
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, tirx.PrimFunc):
             continue
         try:
-            from autocomp.schedule_vnni import dot_kind, schedule_conv_vnni
-
             info = find_conv(s_tir.Schedule(func))
             w_index = pk.weight_param_index(func, info) if info is not None else -1
             pre = w_index in packable.get(gv.name_hint, set())
-            vnni = schedule_conv_vnni(func, target, prepacked_weight=pre)  # one fixed tile: measured within noise of the others
+            # one fixed tile: measured within noise of the others
+            vnni = schedule_conv_vnni(func, target, prepacked_weight=pre, kind=kind) if kind else None
             if vnni is not None:
                 if pre:
-                    packed[gv.name_hint] = pk.Packing(w_index, "dot", dot_kind(target).lanes, dot_kind(target).group)
+                    packed[gv.name_hint] = pk.Packing(w_index, "dot", kind.lanes, kind.group)
                 if func.attrs and "global_symbol" in func.attrs:
                     vnni = vnni.with_attr("global_symbol", func.attrs["global_symbol"])
                 out[gv] = vnni
-                report[gv.name_hint] = f"scheduled ({dot_kind(target).label})"
+                report[gv.name_hint] = f"scheduled ({kind.label})"
                 continue
             tile, how = None, "default tile"
             if db is not None and info is not None:

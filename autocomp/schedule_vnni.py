@@ -147,6 +147,7 @@ def schedule_conv_vnni(
     tile: tuple[int, int, int] | None = None,
     strict: bool = False,
     prepacked_weight: bool = False,
+    kind: DotKind | None = None,
 ) -> tirx.PrimFunc | None:
     """VNNI schedule of one fused conv2d PrimFunc, or None when it does not apply (or fails, unless
     ``strict``: then the error propagates, for tests).
@@ -156,7 +157,7 @@ def schedule_conv_vnni(
     packed weights (e.g. a Relax-level layout transform lifted out by LiftTransformParams). Used here
     to measure what the in-kernel repack costs."""
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
-    kind = dot_kind(target)
+    kind = kind or dot_kind(target)  # callers scheduling a whole module pass the target's kind once
     if kind is None:
         return None
     try:
@@ -190,15 +191,13 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     # 1. epilogue: inline every elementwise block after the conv into the last one (as schedule.py)
     conv, epi = collapse_epilogue(sch, info.block)
 
-    # 2. data layout [N, C, H, W] -> [N, C/4, H, W, 4]: re-lay the padding buffer in place when the
-    #    data is an intermediate (pad_temp), else add a packing stage.
+    # 2. data layout [N, C, H, W] -> [N, C/G, H, W, G] (G = kind.group): re-lay the padding buffer in
+    #    place when the data is an intermediate (pad_temp), else add a packing stage.
     data_buf = sch.get(conv).reads[info.data_read].source
-    produced = any(
-        w.source.same_as(data_buf) for b in sch.get_child_blocks(root) for w in sch.get(b).writes
-    )
-    dpack = None if produced else sch.cache_read(conv, info.data_read, "global")
-    producer = dpack if dpack is not None else next(
-        b for b in sch.get_child_blocks(root) if any(w.source.same_as(data_buf) for w in sch.get(b).writes))
+    producer = next(
+        (b for b in sch.get_child_blocks(root) if any(w.source.same_as(data_buf) for w in sch.get(b).writes)), None)
+    dpack = sch.cache_read(conv, info.data_read, "global") if producer is None else None
+    producer = producer or dpack
     sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // group, h, w, c % group))
     if kind.wide_data:  # widen once per call so the inner loop broadcasts one 32-bit word of 2 x int16
         sch.unsafe_set_dtype(producer, 0, "int16")
@@ -247,8 +246,8 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
 
 
 def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int = KGROUP) -> None:
-    """Loops (o, i, h, w) of the stage writing [O/16, I/4, KH, KW, 16, 4]: write order, parallel over
-    the 16-channel blocks."""
+    """Loops (o, i, h, w) of the stage writing [O/L, I/G, KH, KW, L, G]: write order, parallel over
+    the L-channel blocks."""
     po_, pi_, ph, pw = sch.get_loops(blk)
     pa, pb = sch.split(po_, [None, lanes])
     qa, qb = sch.split(pi_, [None, group])
@@ -258,7 +257,7 @@ def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int 
 
 
 def _pack_data_loops(sch: s_tir.Schedule, blk, group: int = KGROUP) -> None:
-    """Loops (n, c, h, w) of a stage writing [N, C/4, H, W, 4]: make c%4 innermost (contiguous
+    """Loops (n, c, h, w) of a stage writing [N, C/G, H, W, G]: make c%G innermost (contiguous
     writes), parallel over the outer loops."""
     loops = sch.get_loops(blk)
     if len(loops) != 4:

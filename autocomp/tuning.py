@@ -116,12 +116,10 @@ def time_kernel(func: Any, target: Any, number: int = 20, repeat: int = 5) -> fl
 
 def tile_candidates(info: Any, target: Any, limit: int) -> list[tuple[int, int, int]]:
     """The default tile first, then other register tiles of the same template, nearest first."""
-    from autocomp.schedule import num_vector_regs, pick_tile, vector_bits
+    from autocomp.schedule import num_vector_regs, pick_tile, simd_lanes
 
     default = pick_tile(info, target)
-    lanes = vector_bits(target) // 32
-    while lanes > 1 and info.o % lanes:
-        lanes //= 2
+    lanes = simd_lanes(info, target)
     budget = 24 if num_vector_regs(target) >= 32 else 14
     tiles = []
     for nvec in (1, 2, 3, 4):

@@ -184,9 +184,9 @@ def mobilenet_like(num_classes: int = 1000) -> Any:
     return net
 
 
-def measured_fma_peak_gflops(threads: int = THREADS, profile: str = "host") -> tuple[float, str]:
+def measured_fma_peak_gflops(target: Any, threads: int = THREADS) -> tuple[float, str]:
     """fp32 FMA peak of this CPU, measured: a TIR loop of independent vector FMA chains built for the
-    profile's target (the host by default), one chain set per runtime thread, best of 5 repeats.
+    TVM target the paths are compiled for, one chain set per runtime thread, best of 5 repeats.
 
     Why measured: clock x lanes x pipes from /proc/cpuinfo is wrong both ways (Zen 4 runs a 512-bit
     FMA as two 256-bit halves, and boost clocks exceed the nominal one), which made int8 paths read
@@ -195,11 +195,9 @@ def measured_fma_peak_gflops(threads: int = THREADS, profile: str = "host") -> t
     from tvm.script import tirx as T
 
     from autocomp.measure.threads import use_threads
-    from autocomp.profiles import load_profile
     from autocomp.schedule import num_vector_regs, vector_bits
 
     threads = use_threads(threads)  # the runtime's default is half the logical CPUs on x86
-    target = load_profile(profile).tvm_target()
     lanes = vector_bits(target) // 32
     acc = 12 if num_vector_regs(target) >= 32 else 10  # enough chains to cover the FMA latency
     steps = 1_000_000

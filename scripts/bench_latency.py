@@ -68,7 +68,7 @@ def main() -> int:
     if profile.measure != "local":
         raise SystemExit(f"--profile {args.profile}: measured over RPC; this benchmark times on this machine only")
     runner = LocalRunner(profile.measurement, peak_rss=False)
-    peak, peak_text = _bench.measured_fma_peak_gflops(profile=args.profile)
+    peak, peak_text = _bench.measured_fma_peak_gflops(profile.tvm_target())
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     rows = []
     for model_name, task in model_cases(args.models.split(",")):
