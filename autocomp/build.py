@@ -105,9 +105,11 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     kernels: dict[str, str] = {}
     params = lowered.params
     try:
-        fused = legalize(lowered.mod, target)
         if target.kind.name == "llvm":
             from autocomp import precompute
+            from autocomp.layout import channels_last
+
+            fused = legalize(channels_last(lowered.mod), target)
 
             fused, params, _ = precompute.fold(fused, params)
             from autocomp import prepack
@@ -119,6 +121,8 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
                 use_threads(local_threads(profile.measurement))  # tiles are ranked as the model will be timed
             fused, kernels, packed = schedule_and_pack(fused, target, db, tune_trials)
             fused, params = prepack.apply(fused, params, packed)
+        else:
+            fused = legalize(lowered.mod, target)
         with target:
             planned = tvm.transform.Sequential(
                 [

@@ -156,8 +156,8 @@ def paused(pids: list[int]) -> Iterator[Any]:
         except ProcessLookupError:
             continue
     try:
-        deadline = time.monotonic() + 1.0  # SIGSTOP is asynchronous: wait until each is stopped
-        while time.monotonic() < deadline and not all(_state(pid) in ("T", "t", "Z", "") for pid in stopped):
+        deadline = time.monotonic() + 1.0  # SIGSTOP is asynchronous: wait until every thread has stopped
+        while time.monotonic() < deadline and not all(_all_stopped(pid) for pid in stopped):
             time.sleep(0.001)
         before = _cpu_ticks(stopped)
         yield lambda: _cpu_ticks(stopped) - before
@@ -169,9 +169,19 @@ def paused(pids: list[int]) -> Iterator[Any]:
                 continue
 
 
-def _state(pid: int) -> str:
+def _all_stopped(pid: int) -> bool:
+    """Every thread of `pid` stopped (or gone): the group stop reaches each thread on its own, and the
+    leader's state alone let a still-running thread's tick into the timing window."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return all(_state(f"{pid}/task/{tid}") in ("T", "t", "Z", "") for tid in tids)
+
+
+def _state(path: str) -> str:
+    try:
+        with open(f"/proc/{path}/stat", encoding="ascii") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return ""

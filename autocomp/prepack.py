@@ -24,8 +24,11 @@ class Packing:
     kind: str
     lanes: int
     group: int = 4  # "dot": input channels per lane per instruction (4: VNNI / SDOT, 2: vpmaddwd)
+    ohwi: bool = False  # the weight as stored is OHWI (channels-last convs), else OIHW
 
     def pack(self, w: np.ndarray) -> np.ndarray:
+        if self.ohwi:
+            w = w.transpose(0, 3, 1, 2)
         o, i, kh, kw = w.shape
         if self.kind == "dense":
             return np.ascontiguousarray(w.reshape(o // self.lanes, self.lanes, i, kh, kw).transpose(0, 2, 3, 4, 1))

@@ -7,10 +7,12 @@ template when it returns None.
 
 Layouts, all produced inside the kernel (no Relax changes):
 
-* data: the padded input ``pad_temp[N, C, H', W']`` (an intermediate buffer of the fused PrimFunc) is
-  re-laid out as ``[N, C/4, H', W', 4]`` by the padding stage itself (``transform_layout`` of the
-  intermediate buffer: no extra pass over the data). Without padding, a ``cache_read`` stage does it.
-* weight: ``[O, I, KH, KW]`` -> ``[O/16, I/4, KH, KW, 16, 4]`` (a ``cache_read`` stage, O(weights) per
+* data: NHWC (CPU builds, layout.py) already holds a pixel's 4 channels in one 32-bit word, the
+  operand vpdpbusd / sdot broadcast. NCHW: the padded input ``pad_temp[N, C, H', W']`` (an
+  intermediate buffer of the fused PrimFunc) is re-laid out as ``[N, C/4, H', W', 4]`` by the padding
+  stage itself (``transform_layout`` of the intermediate buffer: no extra pass over the data).
+  Without padding, a ``cache_read`` stage does it.
+* weight: ``[O, I, KH, KW]`` (or OHWI) -> ``[O/16, I/4, KH, KW, 16, 4]`` (a ``cache_read`` stage, O(weights) per
   call, as the generic schedule's ``[O/VF, I, KH, KW, VF]`` repack).
 * accumulator: ``local`` ``[N, Y, X, F]`` tile of ``16*NV`` channels x ``TY x TX`` pixels, kept in
   zmm registers after unrolling.
@@ -42,9 +44,14 @@ from autocomp.schedule import (
     _divisor_at_most,
     _parallel_elementwise,
     _root,
+    _pad_loops,
     collapse_epilogue,
+    conv_loops,
     find_conv,
+    schedule_tile_epilogue,
+    to_nhwc_accumulator,
     vectorize_init,
+    packed_weight_map,
 )
 
 from autocomp.vnni_intrin import register as _register_intrin
@@ -192,28 +199,27 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     conv, epi = collapse_epilogue(sch, info.block)
 
     # 2. data layout [N, C, H, W] -> [N, C/G, H, W, G] (G = kind.group): re-lay the padding buffer in
-    #    place when the data is an intermediate (pad_temp), else add a packing stage.
+    #    place when the data is an intermediate (pad_temp), else add a packing stage. NHWC data already
+    #    has a pixel's G channels side by side: only the int16 widening may need a stage of its own.
     data_buf = sch.get(conv).reads[info.data_read].source
     producer = next(
         (b for b in sch.get_child_blocks(root) if any(w.source.same_as(data_buf) for w in sch.get(b).writes)), None)
-    dpack = sch.cache_read(conv, info.data_read, "global") if producer is None else None
+    needs_stage = producer is None and (not info.nhwc or kind.wide_data)
+    dpack = sch.cache_read(conv, info.data_read, "global") if needs_stage else None
     producer = producer or dpack
-    sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // group, h, w, c % group))
+    if not info.nhwc:
+        sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // group, h, w, c % group))
     if kind.wide_data:  # widen once per call so the inner loop broadcasts one 32-bit word of 2 x int16
         sch.unsafe_set_dtype(producer, 0, "int16")
 
-    # 3. weight [O, I, KH, KW] -> [O/16, I/4, KH, KW, 16, 4]
+    # 3. weight [O, I, KH, KW] (or OHWI) -> [O/16, I/4, KH, KW, 16, 4]
     wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
-    sch.transform_layout(
-        conv,
-        ("read", info.weight_read),
-        lambda o, i, h, w: (o // lanes, i // group, h, w, o % lanes, i % group),
-    )
+    sch.transform_layout(conv, ("read", info.weight_read), packed_weight_map(info, lanes, group))
     # accumulator [N, Y, X, F]: 16 channels contiguous
-    sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
+    to_nhwc_accumulator(sch, conv, info)
 
     # 4. tile: n, fo, yo, xo | rco, ry, rx | fv, yi, xi | fi(16), rci(4)
-    n, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    n, f, y, x, rc, ry, rx = conv_loops(sch, conv, info)
     fo, fv, fi = sch.split(f, [None, nv, lanes])
     yo, yi = sch.split(y, [None, ty])
     xo, xi = sch.split(x, [None, tx])
@@ -228,27 +234,25 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     vectorize_init(sch, sch.decompose_reduction(conv, rco))
     sch.tensorize(fi, intrin)
 
-    # 5. epilogue: loops (n, f, y, x) inside the tile; vectorize along x (contiguous NCHW store)
-    el = sch.get_loops(epi)[1:]
-    if len(el) >= 2:
-        sch.unroll(el[-2])
-    sch.vectorize(el[-1])
+    # 5. epilogue inside the tile (NCHW: along x; NHWC: along the channels)
+    schedule_tile_epilogue(sch, epi, info, lanes)
 
     # 6. side stages
     if wpack is not None:
-        _pack_weight_loops(sch, wpack, lanes, group)
-    if dpack is not None:
-        _pack_data_loops(sch, dpack, group)
+        _pack_weight_loops(sch, wpack, lanes, group, info.nhwc)
+    for b in [dpack] if dpack is not None else []:
+        _pad_loops(sch, b, info) if info.nhwc else _pack_data_loops(sch, b, group)
     for b in sch.get_child_blocks(root):
         if sch.get(b).name_hint.startswith("pad_temp"):
-            _pack_data_loops(sch, b, group)
+            _pad_loops(sch, b, info) if info.nhwc else _pack_data_loops(sch, b, group)
     return sch.mod["main"]
 
 
-def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int = KGROUP) -> None:
-    """Loops (o, i, h, w) of the stage writing [O/L, I/G, KH, KW, L, G]: write order, parallel over
-    the L-channel blocks."""
-    po_, pi_, ph, pw = sch.get_loops(blk)
+def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int = KGROUP, ohwi: bool = False) -> None:
+    """Loops (o, i, h, w) (or (o, h, w, i)) of the stage writing [O/L, I/G, KH, KW, L, G]: write order,
+    parallel over the L-channel blocks."""
+    loops = sch.get_loops(blk)
+    po_, pi_, ph, pw = (loops[0], loops[3], loops[1], loops[2]) if ohwi else loops
     pa, pb = sch.split(po_, [None, lanes])
     qa, qb = sch.split(pi_, [None, group])
     sch.reorder(pa, qa, ph, pw, pb, qb)
