@@ -329,29 +329,33 @@ def simd_lanes(info: ConvInfo, target) -> int:
 
 
 def pick_tile(info: ConvInfo, target) -> tuple[int, int, int]:
-    """(VF, TY, TX): output channels per tile (1 or 2 SIMD registers) and the pixel tile.
+    """(VF, TY, TX): output channels per tile (1 to 4 SIMD registers) and the pixel tile.
 
     lanes = SIMD lanes for the accumulator type (32-bit: 16 AVX-512, 8 AVX2, 4 SSE/NEON; fp16 on
-    NEON: 8), halved until it divides O (so 24 or 40 channels use 8 lanes). The accumulator budget is 16 registers on AVX-512
-    (32 regs; 28 spilled) and 12 on AVX2 (16 regs). TX is the largest divisor of the width that fits, TY a divisor of the height for
+    NEON: 8), halved until it divides O (so 24 or 40 channels use 8 lanes). The accumulator budget is
+    accumulators + weight registers <= 24 on AVX-512 (32 regs; 28 accumulators spilled), 16
+    accumulators on AArch64 (32 regs, not measured higher) and 12 on AVX2 (16 regs). TX is the largest divisor of the width that fits, TY a divisor of the height for
     the rest; when the pixel tile is small (7x7 maps: 7 pixels) two channel vectors are used so that
     each input broadcast feeds 2 FMAs and there are enough independent accumulators.
     """
     lanes = simd_lanes(info, target)
-    # accumulator budget: measured on Zen 4, 28 accumulators spill (2x slower), 14-16 is the sweet spot
+    # accumulator budget: measured on Zen 4, 28 accumulators spill (2x slower), 14-16 is the sweet spot;
+    # with AVX-512's 32 registers a tile may hold up to 24 accumulators + weight registers (8 left for
+    # broadcasts): FashionNet's 48-channel convs at 28x28 take 3 x 7 = 21, 6% faster than 1 x 14
     budget = 16 if num_vector_regs(target) >= 32 else 12
+    wide = vector_bits(target) == 512
     best = None
     for nvec in (1, 2, 3, 4):
         vf = lanes * nvec
         if info.o % vf:
             continue
-        pix_budget = budget // nvec
+        pix_budget = max(budget, 24 - nvec) // nvec if wide else budget // nvec
         tx = _divisor_at_most(info.w, pix_budget)
         ty = _divisor_at_most(info.h, max(1, pix_budget // tx))
         acc = nvec * tx * ty
         # score: accumulators used (latency hiding) and loads per FMA: (nvec + px) / (nvec * px)
         px = tx * ty
-        score = (min(acc, budget), -(nvec + px) / (nvec * px))
+        score = (min(acc, 24 if wide else budget), -(nvec + px) / (nvec * px))
         if best is None or score > best[0]:
             best = (score, (vf, ty, tx))
     return best[1]
