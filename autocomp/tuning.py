@@ -110,8 +110,11 @@ def time_kernel(func: Any, target: Any, number: int = 20, repeat: int = 5) -> fl
         else:
             data = rng.standard_normal(shape).astype(dtype)
         args.append(tvm.runtime.tensor(data))
+    from autocomp.measure.threads import master_off_worker_cores
+
     timer = lib.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=2)
-    return float(np.median(timer(*args).results))
+    with master_off_worker_cores():
+        return float(np.median(timer(*args).results))
 
 
 def tile_candidates(info: Any, target: Any, limit: int) -> list[tuple[int, int, int]]:

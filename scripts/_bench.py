@@ -194,7 +194,7 @@ def measured_fma_peak_gflops(target: Any, threads: int = THREADS) -> tuple[float
     import tvm
     from tvm.script import tirx as T
 
-    from autocomp.measure.threads import use_threads
+    from autocomp.measure.threads import master_off_worker_cores, use_threads
     from autocomp.schedule import num_vector_regs, vector_bits
 
     threads = use_threads(threads)  # the runtime's default is half the logical CPUs on x86
@@ -219,7 +219,8 @@ def measured_fma_peak_gflops(target: Any, threads: int = THREADS) -> tuple[float
 
     lib = tvm.tirx.build(tvm.IRModule({"main": fma_chains}), target=target)
     out = tvm.runtime.tensor(np.zeros((threads, acc, lanes), "float32"))
-    seconds = min(lib.time_evaluator("main", tvm.cpu(), number=1, repeat=5)(out).results)
+    with master_off_worker_cores():
+        seconds = min(lib.time_evaluator("main", tvm.cpu(), number=1, repeat=5)(out).results)
     peak = threads * steps * acc * lanes * 2 / seconds / 1e9
     return peak, (f"measured fp32 FMA peak {peak:.0f} GFLOP/s ({threads} threads x {acc} chains of {lanes}-lane FMAs, "
                   f"best of 5); % pk below is of this figure")

@@ -105,16 +105,18 @@ class LocalRunner:
     def time(self, session: LocalSession, example_input: np.ndarray) -> Latency:
         import tvm
 
-        from autocomp.measure.threads import local_threads, use_threads
+        from autocomp.measure.threads import local_threads, master_off_worker_cores, use_threads
 
         m = self.measurement
         threads = use_threads(local_threads(m))
         args = session.args(example_input)
-        for _ in range(m.warmup):
-            session.vm["main"](*args)
-        timer = session.vm.time_evaluator("main", tvm.cpu(), number=m.number, repeat=m.repeat,
-                                          min_repeat_ms=m.min_repeat_ms)
-        return Latency.from_seconds(timer(*args).results, m, threads)
+        with master_off_worker_cores():
+            for _ in range(m.warmup):
+                session.vm["main"](*args)
+            timer = session.vm.time_evaluator("main", tvm.cpu(), number=m.number, repeat=m.repeat,
+                                              min_repeat_ms=m.min_repeat_ms)
+            results = timer(*args).results
+        return Latency.from_seconds(results, m, threads)
 
     def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True) -> RunResult:
         """`timed=False`: everything but the latency (a compile worker, whose cores are not quiet)."""

@@ -42,3 +42,36 @@ def test_the_profile_thread_count_is_used_and_recorded(digits_task, digits_ctx, 
     one = LocalRunner(Measurement(number=2, repeat=3, min_repeat_ms=1, warmup=1, threads=1))
     assert one.time(one.session(built), x).threads == 1
     assert default.time(default.session(built), x).threads == physical_cores()  # back up to its start size
+
+
+def test_the_master_thread_leaves_the_cores_tvm_pinned_its_workers_to():
+    """TVM pins worker i to core i and lets the master (which runs task 0) go anywhere; timed on a
+    worker's core, the two share it. While timing, the master is kept off those cores; afterwards
+    its own affinity is back, for the threads it starts later."""
+    import pytest
+
+    from autocomp.measure.threads import master_off_worker_cores, use_threads
+
+    own = os.sched_getaffinity(0)
+    if len(own) < 2 or physical_cores() < 2:
+        pytest.skip("one core: nothing to keep apart")
+    assert use_threads(2) == 2
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(1, 2)  # a fresh pool: its worker is pinned now
+    workers = set()
+    for tid in os.listdir("/proc/self/task"):
+        cpus = os.sched_getaffinity(int(tid))
+        if len(cpus) == 1 and int(tid) != threading_id():
+            workers |= cpus
+    assert workers, "TVM pinned no worker thread"
+    with master_off_worker_cores():
+        inside = os.sched_getaffinity(0)
+    assert inside and not inside & workers
+    assert os.sched_getaffinity(0) == own
+
+
+def threading_id() -> int:
+    import threading
+
+    return threading.get_native_id()
