@@ -66,6 +66,9 @@ def master_off_worker_cores() -> Iterator[None]:
     stayed: FashionNet int8 timed 0.226 ms instead of 0.156 for the whole run. Unpinned workers
     (TVM_BIND_THREADS=0) doubled up the same way. The thread's own affinity is restored afterwards,
     so threads it starts later (torch's, onnxruntime's) are not confined."""
+    if not hasattr(os, "sched_getaffinity") or not os.path.isdir("/proc/self/task"):  # not Linux
+        yield
+        return
     own = os.sched_getaffinity(0)
     me = threading.get_native_id()
     taken: set[int] = set()
