@@ -339,9 +339,9 @@ def pick_tile(info: ConvInfo, target) -> tuple[int, int, int]:
     each input broadcast feeds 2 FMAs and there are enough independent accumulators.
     """
     lanes = simd_lanes(info, target)
-    # accumulator budget: measured on Zen 4, 28 accumulators spill (2x slower), 14-16 is the sweet spot;
-    # with AVX-512's 32 registers a tile may hold up to 24 accumulators + weight registers (8 left for
-    # broadcasts): FashionNet's 48-channel convs at 28x28 take 3 x 7 = 21, 6% faster than 1 x 14
+    # accumulator budget, measured on Zen 4: 28 accumulators spill (2x slower); with AVX-512's 32
+    # registers a tile may hold up to 24 accumulators + weight registers (8 left for broadcasts):
+    # FashionNet's 48-channel convs at 28x28 take 3 x 7 = 21, 6% faster than 1 x 14
     budget = 16 if num_vector_regs(target) >= 32 else 12
     wide = vector_bits(target) == 512
     best = None
