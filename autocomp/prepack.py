@@ -1,7 +1,7 @@
 """Conv weights packed once, at build time, into the layout the kernels read.
 
-The conv templates read weights as ``[O/VF, I, KH, KW, VF]`` (dense) or ``[O/L, I/4, KH, KW, L, 4]``
-(VNNI / SDOT dot products). Repacking inside the kernel costs a pass over the weights on every call:
+The conv templates read weights as ``[O/VF, I, KH, KW, VF]`` (dense; ``[O/VF, KH, KW, I, VF]`` for
+NHWC convs) or ``[O/L, I/4, KH, KW, L, 4]`` (VNNI / SDOT dot products). Repacking inside the kernel costs a pass over the weights on every call:
 for a 1024x1024 1x1 conv at 7x7 it was 1.7 of 2.7 ms. When a conv's weight is a parameter of `main`
 used by that call only, the kernel instead takes the packed layout and the parameter array is packed
 here, in numpy: same bytes, another order, so param_bytes and the artifact size do not change.
@@ -27,6 +27,9 @@ class Packing:
     ohwi: bool = False  # the weight as stored is OHWI (channels-last convs), else OIHW
 
     def pack(self, w: np.ndarray) -> np.ndarray:
+        if self.ohwi and self.kind == "dense":  # [O/VF, KH, KW, I, VF] (schedule.packed_weight_map)
+            o, kh, kw, i = w.shape
+            return np.ascontiguousarray(w.reshape(o // self.lanes, self.lanes, kh, kw, i).transpose(0, 2, 3, 4, 1))
         if self.ohwi:
             w = w.transpose(0, 3, 1, 2)
         o, i, kh, kw = w.shape
