@@ -11,8 +11,9 @@ Entry point: ``schedule_module(mod, target) -> (IRModule, report)``, called by `
 The conv template (NCHW data and OIHW weight, or NHWC and OHWI: layout.py makes CPU builds
 channels-last; groups=1, any stride/padding/kernel):
 
-* output channels are the SIMD axis: weights are repacked inside the kernel (a cheap O(weights) stage
-  that runs every call) to ``[O/VF, I, KH, KW, VF]`` so one contiguous vector load gives VF output
+* output channels are the SIMD axis: weights are packed (at build time by prepack.py, else by a cheap
+  O(weights) stage in the kernel) to ``[O/VF, I, KH, KW, VF]`` (NHWC: ``[O/VF, KH, KW, I, VF]``, see
+  packed_weight_map) so one contiguous vector load gives VF output
   channels, and each input pixel is a scalar broadcast. Strided convs cost nothing extra (broadcasts
   do not care about stride) and small spatial sizes (7x7) still fill all lanes, which vectorizing
   along the width would not.
