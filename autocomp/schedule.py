@@ -91,21 +91,26 @@ class ConvInfo:
         return self.layout == "NHWC"
 
 
-# Where each canonical loop (n, f, y, x, rc, ry, rx) sits in TOPI's conv block, per data layout.
-_LOOP_ORDER = {"NCHW": (0, 1, 2, 3, 4, 5, 6), "NHWC": (0, 3, 1, 2, 6, 4, 5)}
+@dataclass(frozen=True)
+class _Layout:
+    """Where TOPI's conv block puts things, by position in the canonical loop order
+    (n, f, y, x, rc, ry, rx)."""
+
+    loops: tuple[int, ...]  # the block's iter var of each canonical loop
+    weight: tuple[int, ...]  # the canonical loops indexing the weight, as stored
+    data_channel: int  # the data's channel axis
+
+
+_LAYOUTS = {
+    "NCHW": _Layout((0, 1, 2, 3, 4, 5, 6), (1, 4, 5, 6), 1),  # weight OIHW: [f, rc, ry, rx]
+    "NHWC": _Layout((0, 3, 1, 2, 6, 4, 5), (1, 5, 6, 4), 3),  # weight OHWI: [f, ry, rx, rc]
+}
 
 
 def conv_loops(sch: s_tir.Schedule, block, info: ConvInfo) -> list:
     """The conv block's loops as (n, f, y, x, rc, ry, rx), whatever its layout."""
     loops = sch.get_loops(block)
-    return [loops[i] for i in _LOOP_ORDER[info.layout]]
-
-
-def weight_map(info: ConvInfo, packed):  # type: ignore[no-untyped-def]
-    """An index map from the weight as stored (OIHW or OHWI) to ``packed(o, i, kh, kw)``."""
-    if info.nhwc:
-        return lambda o, h, w, i: packed(o, i, h, w)
-    return lambda o, i, h, w: packed(o, i, h, w)
+    return [loops[i] for i in _LAYOUTS[info.layout].loops]
 
 
 def packed_weight_map(info: ConvInfo, vf: int, group: int = 0):  # type: ignore[no-untyped-def]
@@ -114,11 +119,17 @@ def packed_weight_map(info: ConvInfo, vf: int, group: int = 0):  # type: ignore[
     NHWC, whose dense template runs the channels innermost (schedule_conv): the weights are then read
     in memory order. Read across the window instead, an 8-lane (AVX2) weight vector is half a cache
     line and every line came in twice: ResNet-18's 512-channel convs ran 3x slower."""
+
+    def packed(o, i, h, w):  # type: ignore[no-untyped-def]
+        if group:
+            return o // vf, i // group, h, w, o % vf, i % group
+        return o // vf, i, h, w, o % vf
+
+    if not info.nhwc:
+        return packed
     if group:
-        return weight_map(info, lambda o, i, h, w: (o // vf, i // group, h, w, o % vf, i % group))
-    if info.nhwc:
-        return lambda o, h, w, i: (o // vf, h, w, i, o % vf)
-    return weight_map(info, lambda o, i, h, w: (o // vf, i, h, w, o % vf))
+        return lambda o, h, w, i: packed(o, i, h, w)
+    return lambda o, h, w, i: (o // vf, h, w, i, o % vf)
 
 
 def to_nhwc_accumulator(sch: s_tir.Schedule, block, info: ConvInfo) -> None:
@@ -143,10 +154,9 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
     found = None
     for blk, ivs, dims in _conv_blocks(sch):
         out = blk.writes[0].source
-        for layout, order in _LOOP_ORDER.items():
-            vn, vf, vy, vx, vrc, vry, vrx = [ivs[i].var for i in order]
-            weight_idx = [vf, vry, vrx, vrc] if layout == "NHWC" else [vf, vrc, vry, vrx]
-            data_c = 3 if layout == "NHWC" else 1
+        for name, layout in _LAYOUTS.items():
+            canon = [ivs[i].var for i in layout.loops]  # n, f, y, x, rc, ry, rx
+            weight_idx = [canon[i] for i in layout.weight]
             wr = None
             dr = None
             for i, r in enumerate(blk.reads):
@@ -155,12 +165,12 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
                     continue
                 if all(a.same_as(b) for a, b in zip(idx, weight_idx)):
                     wr = i
-                elif idx[0].same_as(vn) and idx[data_c].same_as(vrc):
+                elif idx[0].same_as(canon[0]) and idx[layout.data_channel].same_as(canon[4]):
                     dr = i
             if wr is None or dr is None:
                 continue
-            n, o, h, w, c, kh, kw = [dims[i] for i in order]
-            found = ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr, layout)
+            n, o, h, w, c, kh, kw = [dims[i] for i in layout.loops]
+            found = ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr, name)
             break
     return found
 
@@ -189,13 +199,12 @@ def find_depthwise(sch: s_tir.Schedule) -> ConvInfo | None:
     """
     for blk, ivs, dims in _conv_blocks(sch):
         out = blk.writes[0].source
-        for layout, order in _LOOP_ORDER.items():
-            n, o, h, w, c, kh, kw = [dims[i] for i in order]
+        for name, layout in _LAYOUTS.items():
+            n, o, h, w, c, kh, kw = [dims[i] for i in layout.loops]
             if c != 1:
                 continue
-            vf, vrc, vry, vrx = [ivs[order[i]].var for i in (1, 4, 5, 6)]
-            weight_idx = [vf, vry, vrx, vrc] if layout == "NHWC" else [vf, vrc, vry, vrx]
-            channels = 3 if layout == "NHWC" else 1
+            canon = [ivs[i].var for i in layout.loops]
+            weight_idx = [canon[i] for i in layout.weight]
             wr = dr = None
             for i, r in enumerate(blk.reads):
                 if r.source.same_as(out) or len(r.region) != 4:
@@ -203,10 +212,10 @@ def find_depthwise(sch: s_tir.Schedule) -> ConvInfo | None:
                 idx = [rg.min for rg in r.region]
                 if all(a.same_as(b) for a, b in zip(idx, weight_idx)):
                     wr = i
-                elif _const(r.source.shape[channels]) == o:
+                elif _const(r.source.shape[layout.data_channel]) == o:
                     dr = i
             if wr is not None and dr is not None:
-                return ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr, layout)
+                return ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr, name)
     return None
 
 

@@ -5,7 +5,7 @@ template for all (`DotKind`).
 ``autocomp.schedule.schedule_module`` tries it first for every conv and falls back to the generic
 template when it returns None.
 
-Layouts, all produced inside the kernel (no Relax changes):
+Layouts, all produced inside the kernel (no Relax changes of its own):
 
 * data: NHWC (CPU builds, layout.py) already holds a pixel's 4 channels in one 32-bit word, the
   operand vpdpbusd / sdot broadcast. NCHW: the padded input ``pad_temp[N, C, H', W']`` (an
@@ -240,11 +240,12 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     # 6. side stages
     if wpack is not None:
         _pack_weight_loops(sch, wpack, lanes, group, info.nhwc)
-    for b in [dpack] if dpack is not None else []:
-        _pad_loops(sch, b, info) if info.nhwc else _pack_data_loops(sch, b, group)
-    for b in sch.get_child_blocks(root):
-        if sch.get(b).name_hint.startswith("pad_temp"):
-            _pad_loops(sch, b, info) if info.nhwc else _pack_data_loops(sch, b, group)
+    pads = [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.startswith("pad_temp")]
+    for b in pads + ([dpack] if dpack is not None else []):
+        if info.nhwc:
+            _pad_loops(sch, b, info)
+        else:
+            _pack_data_loops(sch, b, group)
     return sch.mod["main"]
 
 

@@ -1,11 +1,16 @@
 import os
 import subprocess
 import sys
+import threading
+
+import pytest
+import tvm
 
 from autocomp.build import build
 from autocomp.hostcpu import physical_cores
 from autocomp.lower import lower
 from autocomp.measure.runner import LocalRunner
+from autocomp.measure.threads import master_off_worker_cores, use_threads
 from autocomp.profiles import Measurement
 
 
@@ -48,30 +53,19 @@ def test_the_master_thread_leaves_the_cores_tvm_pinned_its_workers_to():
     """TVM pins worker i to core i and lets the master (which runs task 0) go anywhere; timed on a
     worker's core, the two share it. While timing, the master is kept off those cores; afterwards
     its own affinity is back, for the threads it starts later."""
-    import pytest
-
-    from autocomp.measure.threads import master_off_worker_cores, use_threads
-
     own = os.sched_getaffinity(0)
     if len(own) < 2 or physical_cores() < 2:
         pytest.skip("one core: nothing to keep apart")
     assert use_threads(2) == 2
-    import tvm
-
     tvm.get_global_func("runtime.config_threadpool")(1, 2)  # a fresh pool: its worker is pinned now
+    me = threading.get_native_id()
     workers = set()
     for tid in os.listdir("/proc/self/task"):
         cpus = os.sched_getaffinity(int(tid))
-        if len(cpus) == 1 and int(tid) != threading_id():
+        if len(cpus) == 1 and int(tid) != me:
             workers |= cpus
     assert workers, "TVM pinned no worker thread"
     with master_off_worker_cores():
         inside = os.sched_getaffinity(0)
     assert inside and not inside & workers
     assert os.sched_getaffinity(0) == own
-
-
-def threading_id() -> int:
-    import threading
-
-    return threading.get_native_id()
