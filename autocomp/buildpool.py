@@ -101,7 +101,8 @@ class BuildPool:
             if isinstance(out, Untimed):
                 with paused(self._worker_pids()) as ticks:
                     result = time_untimed(self.ctx, out)
-                out = replace(result, measure_details={**result.measure_details, "worker_cpu_ticks_while_timed": ticks()})
+                    used = ticks()  # read before the workers resume, or their first tick after counts
+                out = replace(result, measure_details={**result.measure_details, "worker_cpu_ticks_while_timed": used})
             return out
         except CandidateError as exc:
             return exc
