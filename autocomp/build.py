@@ -107,9 +107,10 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     try:
         if target.kind.name == "llvm":
             from autocomp import precompute
+            from autocomp import winograd
             from autocomp.layout import channels_last
 
-            fused = legalize(channels_last(lowered.mod), target)
+            fused = legalize(winograd.rewrite(channels_last(lowered.mod), target, profile.winograd), target)
 
             fused, params, _ = precompute.fold(fused, params)
             from autocomp import prepack

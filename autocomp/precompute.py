@@ -8,7 +8,9 @@ alone cost 3.3 ms of a 12 ms MobileNet call. Here every such kernel is run on th
 
 Only when it does not make the artifact larger: the result replaces parameters that nothing else
 uses, and it is at most as many bytes as they were. That keeps int4 weights packed (unpacking them
-doubles their bytes: a memory-for-speed trade the search does not make silently).
+doubles their bytes: a memory-for-speed trade the search does not make silently). The one exception is
+asked for by the user: the Winograd weight transform of a profile with ``winograd = "stored"``
+(winograd.py), whose kernel is marked GROWS_WEIGHTS.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from autocomp.winograd import GROWS_WEIGHTS
 
 
 def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarray, ...], list[str]]:
@@ -45,7 +49,8 @@ def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarra
                 continue
             shape = tuple(int(d) for d in out_ty.shape.values)
             size = int(np.prod(shape)) * np.dtype(str(out_ty.dtype)).itemsize
-            if any(uses.get(a, 0) != 1 for a in known) or size > sum(nbytes[a] for a in known):
+            grows = bool((mod[call.args[0]].attrs or {}).get(GROWS_WEIGHTS, False))
+            if any(uses.get(a, 0) != 1 for a in known) or (size > sum(nbytes[a] for a in known) and not grows):
                 continue  # an input stays needed elsewhere, or the result is bigger: folding adds bytes
             nbytes[binding.var] = size
             dead.update(known)

@@ -21,6 +21,7 @@ DETECT = "detect"
 MEASURE_KINDS = ("local", "rpc")
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 FP16_GPU_KINDS = ("cuda", "opencl", "vulkan", "metal", "rocm")
+WINOGRAD_MODES = ("auto", "stored", "off")  # mirrored by autocomp.winograd (which imports TVM)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class DeviceProfile:
     precisions: tuple[str, ...] = PRECISIONS
     measurement: Measurement = field(default_factory=Measurement)
     estimate: dict[str, float] = field(default_factory=dict)  # fp32_gflops, int8_gops[, fp16_gflops]: user-supplied rates
+    winograd: str = "auto"  # fp32 3x3 convs on CPU targets: auto | stored | off (see autocomp/winograd.py)
     source: str = ""
 
     def is_host(self) -> bool:
@@ -165,6 +167,9 @@ def parse_profile(path: Path) -> DeviceProfile:
             raise _fail(path, f"key 'estimate.{k}' must be a positive number, got {v!r}")
     if estimate and not {"fp32_gflops", "int8_gops"} <= set(estimate):
         raise _fail(path, "table 'estimate' needs both fp32_gflops and int8_gops")
+    winograd = _typed(path, data, "winograd", str, "auto")
+    if winograd not in WINOGRAD_MODES:
+        raise _fail(path, f"key 'winograd' must be one of {', '.join(WINOGRAD_MODES)}, got {winograd!r}")
     cores = _typed(path, data, "cores", int, 0)
     memory_mb = _typed(path, data, "memory_mb", int, 0)
     if cores < 0 or memory_mb < 0:
@@ -183,6 +188,7 @@ def parse_profile(path: Path) -> DeviceProfile:
         precisions=precisions,
         measurement=Measurement(**m),
         estimate={k: float(v) for k, v in estimate.items()},
+        winograd=winograd,
         source=str(path),
     )
 

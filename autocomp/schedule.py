@@ -530,7 +530,7 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
     packs the arrays and re-declares the parameters).
     """
     from autocomp import prepack as pk
-    from autocomp import tuning
+    from autocomp import tuning, winograd
     from autocomp.schedule_vnni import dot_kind, schedule_conv_vnni
 
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
@@ -544,6 +544,13 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
         if not isinstance(func, tirx.PrimFunc):
             continue
         try:
+            if winograd.is_winograd(func):
+                new = winograd.schedule(func, target)
+                if func.attrs and "global_symbol" in func.attrs:
+                    new = new.with_attr("global_symbol", func.attrs["global_symbol"])
+                out[gv] = new
+                report[gv.name_hint] = f"scheduled (winograd F({winograd.TILE}x{winograd.TILE},3x3))"
+                continue
             info = find_conv(s_tir.Schedule(func))
             w_index = pk.weight_param_index(func, info) if info is not None else -1
             pre = w_index in packable.get(gv.name_hint, set())

@@ -55,6 +55,7 @@ GOOD = 'name = "{name}"\nkind = "cpu"\nmeasure = "local"\n[target]\nkind = "llvm
         ('name = "{name}"\nkind = ', "not valid TOML"),
         (GOOD.replace('name = "{name}"', 'name = "other"'), "must match the file name"),
         (GOOD.replace('[target]\nkind = "llvm"\n', ""), "missing required key 'target'"),
+        ('winograd = "always"\n' + GOOD, "key 'winograd' must be one of auto, stored, off"),
     ],
 )
 def test_malformed_profile_names_file_and_key(tmp_path, monkeypatch, text, message):

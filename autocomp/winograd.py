@@ -1,0 +1,376 @@
+"""Winograd F(4x4, 3x3) for the fp32 3x3 stride-1 convs of CPU builds.
+
+Why: a direct fp32 conv already runs at ~85% of the CPU's FMA peak (schedule.py), so the only way left
+to make it faster is fewer multiplies. Winograd computes a 4x4 output tile from a 6x6 input tile with
+36 multiplies per (input, output) channel pair instead of 144: per conv, a cheap input transform, 36
+independent GEMMs ``[tiles, CI] x [CI, CO]``, a cheap output transform. Measured on Zen 4 (2 cores):
+ResNet-18's 56x56x64 conv 1.04 -> 0.35 ms, 28x28x128 1.13 -> 0.35 ms, 14x14x256 1.03 -> 0.41 ms.
+
+The transformed weights ``U = G g G^T`` are 36/9 = 4x the conv's weights. Where they come from is the
+``winograd`` setting of the device profile (``WINOGRAD_MODES``):
+
+* ``auto`` (default): U is computed inside the kernel on every call from the stored weights, so the
+  artifact's weight bytes do not change. That costs O(CI x CO) per call against the GEMMs' O(tiles x
+  CI x CO), so it is only done where the output has at least ``MIN_TILES_PER_CALL`` tiles (the late,
+  small-image layers keep the direct template).
+* ``stored``: U is computed once at build time and stored: every eligible conv gets Winograd, and its
+  weights take 4x the bytes, which the memory figures report (a memory-for-speed trade the user asks
+  for; precompute.py makes no such trade on its own).
+* ``off``: the direct template everywhere.
+
+Numerics: F(4,3) with TVM's interpolation points loses ~1e-6 relative in fp32 (the accuracy is still
+measured on the compiled artifact). int8 / fp16 convs never take this path.
+
+Pipeline: :func:`rewrite` runs on the Relax graph after channels_last (NHWC / OHWI) and before
+legalization; each eligible conv2d becomes a ``call_tir`` of a kernel whose op pattern lets FuseOps
+fuse its bias / activation / residual epilogue into it, and a weight-only kernel that precompute.fold
+runs at build time. :func:`schedule` schedules the fused kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from autocomp.profiles import WINOGRAD_MODES  # noqa: E402 (re-exported)
+TILE = 4  # output tile m of F(m x m, 3 x 3)
+ALPHA = TILE + 2
+MIN_TILES_PER_CALL = 32  # `auto`: below this many output tiles the per-call weight transform does not pay
+MIN_TILES_STORED = 8  # `stored`: below this, reading 4x the weight bytes costs more than the multiplies saved
+ROWS = 6  # output tiles per GEMM register tile (x 2 vectors of output channels)
+_OUT_EWISE_FUSABLE = 4  # TVM's OpPatternKind: FuseOps fuses elementwise consumers into such a kernel
+_OPAQUE = 8
+GROWS_WEIGHTS = "autocomp.grows_weights"  # PrimFunc attr: precompute.fold may store a bigger result
+
+
+@lru_cache(maxsize=None)
+def matrices(m: int = TILE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, B, G) of F(m, 3): Y = A^T [(G g G^T) * (B^T d B)] A, from TVM's Cook-Toom points."""
+    from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
+
+    a, b, g = _cook_toom_convolution(_interpolation_points(m + 2), m, 3)
+    return np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), np.asarray(g, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class WinogradConv:
+    """One eligible conv: NHWC data, OHWI weights, its padding (top, left, bottom, right)."""
+
+    n: int
+    h: int
+    w: int
+    ci: int
+    co: int
+    pad: tuple[int, int, int, int]
+    vf: int  # output channels per packed weight vector group
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return self.h + self.pad[0] + self.pad[2] - 2, self.w + self.pad[1] + self.pad[3] - 2
+
+    @property
+    def tiles(self) -> int:
+        oh, ow = self.out_hw
+        return self.n * -(-oh // TILE) * -(-ow // TILE)
+
+
+def _lin(coefs: Any, terms: list[Any], dtype: str) -> Any:
+    """sum(c * t), with the zero coefficients dropped and +-1 as add / subtract (the transforms are
+    mostly 0 and +-1: written out, LLVM emits only the arithmetic that is needed)."""
+    import tvm
+
+    out = None
+    for c, t in zip(coefs, terms):
+        c = float(c)
+        if c == 0.0:
+            continue
+        v = t if c == 1.0 else (-t if c == -1.0 else t * tvm.tirx.const(c, dtype))
+        out = v if out is None else out + v
+    return out if out is not None else tvm.tirx.const(0.0, dtype)
+
+
+def _shape(*dims: Any) -> tuple[Any, ...]:
+    """int64 extents, as Relax's legalized kernels have: FuseTIR requires a consumer's buffer to be
+    the same type as the producer's."""
+    import tvm
+
+    return tuple(tvm.tirx.IntImm("int64", int(d)) for d in dims)
+
+
+def _select(index: Any, exprs: list[Any]) -> Any:
+    """exprs[index] for a loop variable that the schedule unrolls (Simplify then drops the selects)."""
+    import tvm
+
+    e = exprs[-1]
+    for i in range(len(exprs) - 2, -1, -1):
+        e = tvm.tirx.Select(index == i, exprs[i], e)
+    return e
+
+
+def _transform_weight(w: Any, conv: WinogradConv, packed: bool) -> Any:
+    """U[e, n, CO/VF, CI, VF] = G g G^T from OHWI weights, or from weights packed [CO/VF, 3, 3, CI, VF]."""
+    from tvm import te
+
+    _, _, g = matrices()
+    a, vf = ALPHA, conv.vf
+    dtype = str(w.dtype)
+
+    def tap(cb: Any, kh: Any, kw: Any, ci: Any, v: Any) -> Any:
+        return w[cb, kh, kw, ci, v] if packed else w[cb * vf + v, kh, kw, ci]
+
+    shape = (conv.co // vf, conv.ci, vf)
+    u1 = te.compute(_shape(a, 3, *shape), lambda e, kw, cb, ci, v: _select(
+        e, [_lin(g[k], [tap(cb, kh, kw, ci, v) for kh in range(3)], dtype) for k in range(a)]), name="winograd_U1")
+    return te.compute(_shape(a, a, *shape), lambda e, nu, cb, ci, v: _select(
+        nu, [_lin(g[k], [u1[e, kw, cb, ci, v] for kw in range(3)], dtype) for k in range(a)]), name="winograd_U")
+
+
+def weight_func(conv: WinogradConv, stored: bool) -> Any:
+    """The weight-only kernel precompute.fold runs at build time: OHWI -> U (``stored``), else OHWI ->
+    ``[CO/VF, 3, 3, CI, VF]`` (the same bytes, in the order the per-call transform reads them)."""
+    from tvm import te
+
+    w = te.placeholder(_shape(conv.co, 3, 3, conv.ci), "float32", name="w")
+    if stored:
+        out = _transform_weight(w, conv, packed=False)
+    else:
+        vf = conv.vf
+        out = te.compute(_shape(conv.co // vf, 3, 3, conv.ci, vf), lambda cb, kh, kw, ci, v: w[cb * vf + v, kh, kw, ci],
+                         name="winograd_wpack")
+    func = te.create_prim_func([w, out]).without_attr("global_symbol").with_attr("op_pattern", _OPAQUE)
+    return func.with_attr(GROWS_WEIGHTS, True) if stored else func
+
+
+def conv_func(conv: WinogradConv, stored: bool) -> Any:
+    """The conv: pad + input transform, 36 GEMMs over padded tiles, output transform."""
+    import tvm
+    from tvm import te
+
+    a_mat, b_mat, _ = matrices()
+    m, a, vf = TILE, ALPHA, conv.vf
+    oh, ow = conv.out_hw
+    nh, nw = -(-oh // m), -(-ow // m)
+    tiles = conv.n * nh * nw
+    p_pad = -(-tiles // ROWS) * ROWS  # whole register tiles: the tail tiles compute on padding, unused
+    pt, pl = conv.pad[0], conv.pad[1]
+    dtype = "float32"
+    x = te.placeholder(_shape(conv.n, conv.h, conv.w, conv.ci), dtype, name="x")
+    if stored:
+        u = te.placeholder(_shape(a, a, conv.co // vf, conv.ci, vf), dtype, name="u")
+        weight = u
+    else:
+        weight = te.placeholder(_shape(conv.co // vf, 3, 3, conv.ci, vf), dtype, name="wpacked")
+        u = _transform_weight(weight, conv, packed=True)
+    zero = tvm.tirx.const(0.0, dtype)
+    pad = te.compute(_shape(conv.n, nh * m + 2, nw * m + 2, conv.ci), lambda n, h, w, c: tvm.tirx.if_then_else(
+        tvm.tirx.all(h >= pt, h < pt + conv.h, w >= pl, w < pl + conv.w), x[n, h - pt, w - pl, c], zero),
+        name="winograd_pad")
+
+    def at(p: Any, r: Any, s: Any, c: Any) -> Any:
+        return pad[tvm.tirx.min(p // (nh * nw), conv.n - 1), p // nw % nh * m + r, p % nw * m + s, c]
+
+    v1 = te.compute(_shape(a, a, p_pad, conv.ci), lambda e, s, p, c: _select(
+        e, [_lin(b_mat[:, k], [at(p, r, s, c) for r in range(a)], dtype) for k in range(a)]), name="winograd_V1")
+    v = te.compute(_shape(a, a, p_pad, conv.ci), lambda e, nu, p, c: _select(
+        nu, [_lin(b_mat[:, k], [v1[e, r, p, c] for r in range(a)], dtype) for k in range(a)]), name="winograd_V")
+    ci = te.reduce_axis((0, conv.ci), "ci")
+    mm = te.compute(_shape(a, a, p_pad, conv.co), lambda e, nu, p, co: te.sum(
+        v[e, nu, p, ci] * u[e, nu, co // vf, ci, co % vf], axis=ci), name="winograd_M")
+    y1 = te.compute(_shape(m, a, p_pad, conv.co), lambda i, s, p, co: _select(
+        i, [_lin(a_mat[:, k], [mm[r, s, p, co] for r in range(a)], dtype) for k in range(m)]), name="winograd_Y1")
+    yt = te.compute(_shape(m, m, p_pad, conv.co), lambda i, j, p, co: _select(
+        j, [_lin(a_mat[:, k], [y1[i, s, p, co] for s in range(a)], dtype) for k in range(m)]), name="winograd_Yt")
+    y = te.compute(_shape(conv.n, oh, ow, conv.co), lambda n, h, w, co: yt[h % m, w % m, n * nh * nw + h // m * nw + w // m, co],
+                   name="winograd_Y")
+    func = te.create_prim_func([x, weight, y]).without_attr("global_symbol")
+    return func.with_attr("op_pattern", _OUT_EWISE_FUSABLE)
+
+
+def lanes_of(target: Any) -> int:
+    from autocomp.schedule import vector_bits
+
+    return max(vector_bits(target) // 32, 1)
+
+
+def eligible(call: Any, lanes: int) -> WinogradConv | None:
+    """The conv a relax.nn.conv2d call is, if Winograd takes it: fp32, NHWC / OHWI, 3x3, stride 1,
+    no dilation, one group, static shapes, output channels a multiple of the SIMD lanes."""
+    attrs = call.attrs
+    if str(attrs.data_layout) != "NHWC" or str(attrs.kernel_layout) != "OHWI" or str(attrs.out_layout) != "NHWC":
+        return None
+    if [int(s) for s in attrs.strides] != [1, 1] or [int(d) for d in attrs.dilation] != [1, 1] or int(attrs.groups) != 1:
+        return None
+    x, w = call.args
+    try:
+        xs = [int(d) for d in x.ty.shape.values]
+        ws = [int(d) for d in w.ty.shape.values]
+    except (AttributeError, TypeError):
+        return None
+    if str(x.ty.dtype) != "float32" or str(w.ty.dtype) != "float32" or str(call.ty.dtype) != "float32":
+        return None
+    if len(ws) != 4 or ws[1:3] != [3, 3] or ws[3] != xs[3]:
+        return None
+    co = ws[0]
+    vf = 2 * lanes if co % (2 * lanes) == 0 else lanes
+    if co % vf:
+        return None
+    pad = tuple(int(p) for p in attrs.padding)
+    pad = pad * 2 if len(pad) == 2 else pad
+    return WinogradConv(xs[0], xs[1], xs[2], xs[3], co, pad, vf)  # type: ignore[arg-type]
+
+
+def chosen(conv: WinogradConv, mode: str) -> str | None:
+    """``stored`` / ``runtime`` (where U comes from) or None (direct template) for one conv."""
+    if mode == "stored" and conv.tiles >= MIN_TILES_STORED:
+        return "stored"
+    if mode == "auto" and conv.tiles >= MIN_TILES_PER_CALL:
+        return "runtime"
+    return None
+
+
+def rewrite(mod: Any, target: Any, mode: str) -> Any:
+    """`mod` with its eligible fp32 conv2d calls replaced by Winograd kernels (see the module doc)."""
+    import tvm
+    from tvm import relax
+
+    if mode not in WINOGRAD_MODES:
+        raise ValueError(f"winograd mode must be one of {WINOGRAD_MODES}, got {mode!r}")
+    if mode == "off":
+        return mod
+    conv2d = tvm.ir.Op.get("relax.nn.conv2d")
+    lanes = lanes_of(target)
+
+    @relax.expr_functor.mutator
+    class _Rewrite(relax.PyExprMutator):
+        def visit_call_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
+            call = super().visit_call_(op)
+            if not call.op.same_as(conv2d):
+                return call
+            conv = eligible(call, lanes)
+            how = chosen(conv, mode) if conv is not None else None
+            if how is None:
+                return call
+            stored = how == "stored"
+            x, w = call.args
+            wf = weight_func(conv, stored)
+            wgv = self.builder_.add_func(wf, "winograd_weight_transform" if stored else "winograd_weight_pack")
+            wshape = [int(d) for d in wf.params[1].shape]
+            wt = self.builder_.emit(relax.call_tir(wgv, [w], relax.TensorType(wshape, "float32")))
+            cgv = self.builder_.add_func(conv_func(conv, stored), f"winograd_f{TILE}_conv2d")
+            oh, ow = conv.out_hw
+            return relax.call_tir(cgv, [x, wt], relax.TensorType([conv.n, oh, ow, conv.co], "float32"))
+
+    rewriter = _Rewrite(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+    return rewriter.builder_.get()
+
+
+# ----------------------------------------------------------------------------------------------
+# schedule
+
+
+def is_winograd(func: Any) -> bool:
+    from tvm import s_tir
+
+    from autocomp.schedule import _root
+
+    sch = s_tir.Schedule(func)
+    return any(sch.get(b).name_hint == "winograd_M" for b in sch.get_child_blocks(_root(sch)))
+
+
+def schedule(func: Any, target: Any) -> Any:
+    """The fused Winograd kernel, scheduled: each stage parallel over its outer loop and vectorized
+    over channels; the GEMMs as register tiles of ROWS tiles x 2 vectors of output channels (measured
+    at ~90% of the FMA peak on Zen 4); the output transform computed per 4x4 tile inside the
+    epilogue's loop, so bias / activation / residual are applied before the tile is stored."""
+    from tvm import s_tir
+
+    from autocomp.schedule import _root
+
+    sch = s_tir.Schedule(func)
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(_root(sch))]
+
+    lanes = lanes_of(target)
+    m = TILE
+    # weights: per-call transform (`auto`), parallel over (CO / VF, CI), vectorized over VF
+    if "winograd_U1" in names:
+        ub, u1 = sch.get_sblock("winograd_U"), sch.get_sblock("winograd_U1")
+        e, nu, cb, ci, v = sch.get_loops(ub)
+        sch.reorder(cb, ci, e, nu, v)
+        outer = sch.fuse(cb, ci)
+        sch.parallel(outer)
+        sch.compute_at(u1, outer)
+        for lp in sch.get_loops(u1)[1:-1]:
+            sch.unroll(lp)
+        sch.vectorize(sch.get_loops(u1)[-1])
+        sch.unroll(e)
+        sch.unroll(nu)
+        sch.vectorize(v)
+    # input: padding inlined, per (tile, channel vector) the 6x6 transform in registers
+    vb, v1 = sch.get_sblock("winograd_V"), sch.get_sblock("winograd_V1")
+    e, nu, p, c = sch.get_loops(vb)
+    ci_lanes = lanes if _extent(sch, c) % lanes == 0 else _extent(sch, c)
+    co_, ci_ = sch.split(c, [None, ci_lanes])
+    sch.reorder(p, co_, e, nu, ci_)
+    sch.parallel(p)
+    sch.compute_at(v1, co_)
+    sch.compute_inline(sch.get_sblock("winograd_pad"))
+    for lp in sch.get_loops(v1)[2:-1]:
+        sch.unroll(lp)
+    sch.vectorize(sch.get_loops(v1)[-1])
+    sch.unroll(e)
+    sch.unroll(nu)
+    sch.vectorize(ci_)
+    # GEMMs
+    mb = sch.get_sblock("winograd_M")
+    e, nu, p, co, ci = sch.get_loops(mb)
+    vf = int(sch.get(mb).reads[1].source.shape[-1])  # U's packed VF
+    vf = vf if vf % lanes == 0 else lanes
+    en = sch.fuse(e, nu)
+    po, pi = sch.split(p, [None, ROWS])
+    coo, cov, coi = sch.split(co, [None, vf // lanes, lanes])
+    sch.reorder(en, po, coo, ci, pi, cov, coi)
+    sch.parallel(sch.fuse(en, po, coo))
+    sch.unroll(pi)
+    sch.unroll(cov)
+    sch.vectorize(coi)
+    init = sch.decompose_reduction(mb, ci)
+    sch.vectorize(sch.get_loops(init)[-1])
+    # output transform inside the epilogue's tile loop
+    y_name = "winograd_Y"
+    after = names[names.index(y_name) + 1:]
+    for nm in after[:-1]:
+        sch.compute_inline(sch.get_sblock(nm))
+    if after:
+        sch.compute_inline(sch.get_sblock(y_name))
+        epi = sch.get_sblock(after[-1])
+    else:
+        epi = sch.get_sblock(y_name)
+    n, h, w, co = sch.get_loops(epi)
+    th, vh = sch.split(h, [None, m])
+    tw, vw = sch.split(w, [None, m])
+    coo, coi = sch.split(co, [None, lanes])
+    sch.reorder(n, th, tw, coo, vh, vw, coi)
+    sch.parallel(sch.fuse(n, th, tw))
+    yt, y1 = sch.get_sblock("winograd_Yt"), sch.get_sblock("winograd_Y1")
+    sch.compute_at(yt, coo)
+    sch.compute_at(y1, coo)
+    for b in (y1, yt):
+        loops = sch.get_loops(b)[2:]
+        for lp in loops[:-1]:
+            sch.unroll(lp)
+        sch.vectorize(loops[-1])
+    sch.unroll(vh)
+    sch.unroll(vw)
+    sch.vectorize(coi)
+    return sch.mod["main"]
+
+
+def _extent(sch: Any, loop: Any) -> int:
+    return int(sch.get(loop).extent)
+
