@@ -35,7 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from autocomp.profiles import WINOGRAD_MODES  # noqa: E402 (re-exported)
+from autocomp.profiles import WINOGRAD_MODES
+
+__all__ = ["WINOGRAD_MODES", "rewrite", "schedule", "is_winograd", "eligible", "chosen", "matrices"]
+
 TILE = 4  # output tile m of F(m x m, 3 x 3)
 ALPHA = TILE + 2
 MIN_TILES_PER_CALL = 32  # `auto`: below this many output tiles the per-call weight transform does not pay
