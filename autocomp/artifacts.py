@@ -199,6 +199,11 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
     settings = study.user_attrs.get(search.ATTR, {})
     plan = search.plan_of(trial)
     profile = load_profile(settings.get("device", "host"))
+    if profile.winograd != search.stored_winograd(settings):
+        raise UserError(
+            f"study '{study_name}' was measured with the device profile's winograd = {search.stored_winograd(settings)!r}, "
+            f"but profile {profile.name} now says {profile.winograd!r}: the exported library would not be the one "
+            "measured; set the profile's winograd back to export this trial")
     ctx = prepare(load_task(settings.get("task_spec")), profile, finetune_steps=settings.get("finetune_steps", 0))
     measured = trial.user_attrs["result"]
 
@@ -222,6 +227,7 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
             "measured": measured,
             # TVM's own default on x86 is half the logical CPUs: run it as it was timed
             "runtime_threads": measured.get("latency_threads"),
+            "winograd": profile.winograd,  # fp32 3x3 convs: the kernels (and weight bytes) measured
             "baseline_accuracy": settings.get("baseline_accuracy"),
             "artifact": info,
             "model_bytes": sizes[info["library"]] + sizes[info["params"]],

@@ -97,7 +97,7 @@ def make_sampler(seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
 
 
-def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float) -> dict[str, Any]:
+def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str) -> dict[str, Any]:
     settings = {
         "version": STUDY_VERSION,
         "task": task_name,
@@ -109,6 +109,7 @@ def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: f
         "baseline_accuracy": baseline,
         "space": space.to_dict(),
         "objectives": list(OBJECTIVES),
+        "winograd": winograd,  # the profile's key: which conv kernels the latencies and memory are of
     }
     return json.loads(json.dumps(settings))  # as it reads back from storage (tuples become lists)
 
@@ -120,6 +121,17 @@ def _check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any])
                 f"study '{name}' was made with {key}={stored.get(key)!r}, not {wanted.get(key)!r}; "
                 "use another --study name, or the same settings to resume it"
             )
+    was = stored_winograd(stored)
+    if was != wanted.get("winograd"):
+        raise UserError(
+            f"study '{name}' was measured with the device profile's winograd = {was!r}, not {wanted.get('winograd')!r}; "
+            f"use another --study name, or set winograd = \"{was}\" in the profile to resume it"
+        )
+
+
+def stored_winograd(settings: dict[str, Any]) -> str:
+    """A study's winograd mode; studies from before the key existed ran every conv direct."""
+    return str(settings.get("winograd", "off"))
 
 
 @dataclass
@@ -311,7 +323,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
     space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
     baseline = fp32_accuracy(ctx)
-    wanted = _settings(cfg, task.name, space, baseline)
+    wanted = _settings(cfg, task.name, space, baseline, profile.winograd)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage_mod.open_storage(url, create=True)

@@ -134,3 +134,21 @@ def test_load_study_lists_what_exists(sqlite_url):
 def test_default_study_name():
     assert study_mod.default_study_name(None, "host") == "fashion-mnist@host"
     assert study_mod.default_study_name("pkg.mod:fn", "rpi4") == "pkg.mod.fn@rpi4"
+
+
+def test_a_study_keeps_the_winograd_mode_it_was_measured_with(sqlite_url, tmp_path, monkeypatch):
+    """Latencies and weight bytes of fp32 convs depend on the profile's winograd key: a resumed study
+    or an exported trial with another mode would mix (or ship) other kernels than were measured."""
+    from autocomp.artifacts import export_trial
+    from autocomp.profiles import BUILTIN_DIR
+
+    run_search(cfg(sqlite_url, trials=1))
+    assert load_study("s", sqlite_url).user_attrs[study_mod.ATTR]["winograd"] == "auto"
+    (tmp_path / "host.toml").write_text('winograd = "off"\n' + (BUILTIN_DIR / "host.toml").read_text())
+    monkeypatch.setenv("AUTOCOMP_PROFILE_PATH", str(tmp_path))
+    with pytest.raises(UserError, match="winograd = 'auto', not 'off'"):
+        run_search(cfg(sqlite_url, trials=1))
+    with pytest.raises(UserError, match="winograd = 'auto'.*now says 'off'"):
+        export_trial("s", sqlite_url, 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert len(load_study("s", sqlite_url).trials) == 3
