@@ -3,8 +3,16 @@
 Why: a direct fp32 conv already runs at ~85% of the CPU's FMA peak (schedule.py), so the only way left
 to make it faster is fewer multiplies. Winograd computes a 4x4 output tile from a 6x6 input tile with
 36 multiplies per (input, output) channel pair instead of 144: per conv, a cheap input transform, 36
-independent GEMMs ``[tiles, CI] x [CI, CO]``, a cheap output transform. Measured on Zen 4 (2 cores):
-ResNet-18's 56x56x64 conv 1.04 -> 0.35 ms, 28x28x128 1.13 -> 0.35 ms, 14x14x256 1.03 -> 0.41 ms.
+independent GEMMs ``[tiles, CI] x [CI, CO]``, a cheap output transform.
+
+``scripts/bench_winograd.py`` times ResNet-18's four 3x3 shapes (conv + bias + ReLU, each kernel alone)
+in the three modes; on Zen 4 (2 threads), direct / per-call transform / stored transform:
+56x56x64 1.05 / 0.35 / 0.35 ms; 28x28x128 1.05 / 0.39 / 0.35; 14x14x256 1.05 / 0.65-1.29 / 0.41;
+7x7x512 1.05 / 3.3-6.5 / 0.64. The per-call transform writes and reads all of U (9.4 MB at 256
+channels), so at 16 tiles it ranged from a 35% gain to a 25% loss between runs, and the whole model was
+not reliably faster (A/B of the thresholds 16 and 32, ResNet-18): MIN_TILES_PER_CALL is 32. A stored
+7x7x512 transform is faster alone, but inside ResNet-18 its 38 MB of weights come from DRAM and it was
+slower than direct: MIN_TILES_STORED is 8.
 
 The transformed weights ``U = G g G^T`` are 36/9 = 4x the conv's weights. Where they come from is the
 ``winograd`` setting of the device profile (``WINOGRAD_MODES``):
