@@ -1,7 +1,7 @@
 """Compiled latency of autocomp's fp32 and int8 artifacts vs onnxruntime and PyTorch, in one run.
 
     python scripts/bench_latency.py [--json] [--models builtin,resnet18,mobilenet] [--profile host]
-                                    [--winograd auto|stored|off]
+                                    [--winograd auto|stored|off] [--tracker HOST:PORT [--rpc-key K]]
 
 Models: the built-in task's FashionNet (1x1x28x28), a ResNet-18-shaped net and a MobileNet-v1-shaped
 net (depthwise convs) at 1x3x224x224 (random weights: latency only). Paths: autocomp-fp32, autocomp-int8 (uniform w8a8), ort-fp32, ort-int8
@@ -55,6 +55,11 @@ def main() -> int:
     parser.add_argument("--profile", default="host",
                         help="a locally measured device profile to compile autocomp's paths for (e.g. one with "
                              "mcpu = haswell, to time the AVX2 kernels on a newer x86)")
+    parser.add_argument("--tracker", metavar="HOST:PORT",
+                        help="with an RPC profile (rpi4, rpi5, ...): time autocomp's paths on a board of the profile's "
+                             "key at this TVM RPC tracker; onnxruntime and PyTorch do not run there, so only "
+                             "autocomp's rows are printed, with GFLOP/s but no ratios and no peak")
+    parser.add_argument("--rpc-key", help="with --tracker: the boards' key (default: the profile's rpc_key)")
     parser.add_argument("--winograd", choices=("auto", "stored", "off"),
                         help="override the profile's winograd key for the fp32 3x3 convs (default: the profile's)")
     args = parser.parse_args()
@@ -72,8 +77,11 @@ def main() -> int:
     profile = load_profile(args.profile)
     if args.winograd:
         profile = dataclasses.replace(profile, winograd=args.winograd)
-    if profile.measure != "local":
-        raise SystemExit(f"--profile {args.profile}: measured over RPC; this benchmark times on this machine only")
+    if profile.measure != "local" or args.tracker:
+        if not args.tracker:
+            raise SystemExit(f"--profile {args.profile} is measured over RPC: pass --tracker HOST:PORT of a tracker "
+                             f"where its boards register (key '{profile.rpc_key}')")
+        return _remote(args, profile)
     runner = LocalRunner(profile.measurement, peak_rss=False)
     peak, peak_text = _bench.measured_fma_peak_gflops(profile.tvm_target())
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
@@ -110,6 +118,41 @@ def main() -> int:
     for r in rows:
         print(f"{r['model']:14s} {r['path']:14s} {r['latency_ms']:10.3f} {r['gflops']:8.1f} "
               f"{r['pct_fma_peak']:8.1f}% {r['vs_ort_fp32']:10.2f} {r['vs_ort_int8']:10.2f}")
+    return 0
+
+
+def _remote(args: argparse.Namespace, profile) -> int:  # type: ignore[no-untyped-def]
+    """autocomp's two paths timed on a board through the RPC tracker (the runner a search uses)."""
+    from autocomp.build import build
+    from autocomp.candidate import prepare
+    from autocomp.compress import compress
+    from autocomp.measure.estimate import layer_macs
+    from autocomp.measure.runner import MeasureOptions, runner_for
+    from autocomp.plan import CompressionPlan
+
+    runner = runner_for(profile, MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key))
+    rows = []
+    for model_name, task in model_cases(args.models.split(",")):
+        ctx = prepare(task, profile)
+        x = task.example_input
+        gflop = 2 * sum(m for m, _ in layer_macs(ctx.model, x).values()) / 1e9
+        for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
+            model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
+            result = runner.run(build(ctx.lower(model), profile), model, task)
+            ms = result.latency.median_ms
+            rows.append({"model": model_name, "path": path, "winograd": profile.winograd, "latency_ms": ms,
+                         "gflops": gflop / (ms / 1e3), "pct_fma_peak": None, "vs_ort_fp32": None, "vs_ort_int8": None,
+                         "measured_on": result.measured_on})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"profile {profile.name}: {profile.resolved_target()}, timed at {rows[0]['measured_on'] if rows else args.tracker}")
+    if rows and rows[0]["measured_on"].startswith("emulated"):
+        print("EMULATED device (qemu): these latencies are not the board's; they check that the path runs")
+    print(f"autocomp fp32 3x3 convs: winograd = {profile.winograd}")
+    print(f"{'model':14s} {'path':14s} {'latency ms':>10s} {'GFLOP/s':>8s}")
+    for r in rows:
+        print(f"{r['model']:14s} {r['path']:14s} {r['latency_ms']:10.3f} {r['gflops']:8.1f}")
     return 0
 
 

@@ -23,10 +23,10 @@ def emulated_farm(tmp_path_factory):
         farm.stop()
 
 
-def evaluate_emulated(farm, device, plan):
-    """`autocomp evaluate --json` of the digits task on the `<device>-emulated` server of `farm`."""
+def evaluate_emulated(farm, device, plan, task="digits"):
+    """`autocomp evaluate --json` of `task` (default: digits) on the `<device>-emulated` server of `farm`."""
     r = subprocess.run(
-        [sys.executable, "-m", "autocomp", "evaluate", "--device", device, "--task", "digits", "--plan", plan,
+        [sys.executable, "-m", "autocomp", "evaluate", "--device", device, "--task", task, "--plan", plan,
          "--tracker", farm.address, "--rpc-key", f"{device}-emulated", "--json"],
         capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -64,3 +64,13 @@ def test_rpi5_sdot_candidate_is_exact_on_the_emulated_device(emulated_farm):
     assert "scheduled (NEON SDOT dot product)" in d["kernels"].values()
     assert d["measure_details"]["agreement_same_class"] == 1.0
     assert d["measure_details"]["agreement_max_abs_err"] < 1e-3
+
+
+def test_rpi4_fp32_candidate_runs_winograd_convs_on_the_emulated_device(emulated_farm):
+    """fp32 3x3 convs on aarch64 (NEON, 4 lanes) take the Winograd kernel with its per-call weight
+    transform (profile default `auto`; FashionNet's 28x28 convs have enough tiles, digits' 8x8 do not);
+    the board's outputs agree with torch's."""
+    d = evaluate_emulated(emulated_farm, "rpi4", "fp32", task="fashion-mnist")
+    assert "scheduled (winograd F(4x4,3x3))" in d["kernels"].values(), d["kernels"]
+    assert d["measure_details"]["agreement_same_class"] == 1.0
+    assert d["measure_details"]["agreement_max_abs_err"] < 1e-4
