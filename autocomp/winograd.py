@@ -208,7 +208,8 @@ def lanes_of(target: Any) -> int:
 
 def eligible(call: Any, lanes: int) -> WinogradConv | None:
     """The conv a relax.nn.conv2d call is, if Winograd takes it: fp32, NHWC / OHWI, 3x3, stride 1,
-    no dilation, one group, static shapes, output channels a multiple of the SIMD lanes."""
+    no dilation, one group, static shapes, output channels a multiple of 4 (pruned counts such as 24 or
+    40 take narrower vectors: AVX-512 then runs them on 8 lanes)."""
     attrs = call.attrs
     if str(attrs.data_layout) != "NHWC" or str(attrs.kernel_layout) != "OHWI" or str(attrs.out_layout) != "NHWC":
         return None
@@ -225,8 +226,8 @@ def eligible(call: Any, lanes: int) -> WinogradConv | None:
     if len(ws) != 4 or ws[1:3] != [3, 3] or ws[3] != xs[3]:
         return None
     co = ws[0]
-    vf = 2 * lanes if co % (2 * lanes) == 0 else lanes
-    if co % vf:
+    vf = next((v for v in (2 * lanes, lanes, lanes // 2, lanes // 4) if v >= 4 and co % v == 0), 0)
+    if not vf:
         return None
     pad = tuple(int(p) for p in attrs.padding)
     pad = pad * 2 if len(pad) == 2 else pad
@@ -325,7 +326,7 @@ def schedule(func: Any, target: Any) -> Any:
     # input: padding inlined, per (tile, channel vector) the 6x6 transform in registers
     vb, v1 = sch.get_sblock("winograd_V"), sch.get_sblock("winograd_V1")
     e, nu, p, c = sch.get_loops(vb)
-    ci_lanes = lanes if _extent(sch, c) % lanes == 0 else _extent(sch, c)
+    ci_lanes = _pow2_divisor(_extent(sch, c), lanes)
     co_, ci_ = sch.split(c, [None, ci_lanes])
     sch.reorder(p, co_, e, nu, ci_)
     sch.parallel(p)
@@ -341,10 +342,10 @@ def schedule(func: Any, target: Any) -> Any:
     mb = sch.get_sblock("winograd_M")
     e, nu, p, co, ci = sch.get_loops(mb)
     vf = int(sch.get(mb).reads[1].source.shape[-1])  # U's packed VF
-    vf = vf if vf % lanes == 0 else lanes
+    vec = min(lanes, vf)
     en = sch.fuse(e, nu)
     po, pi = sch.split(p, [None, ROWS])
-    coo, cov, coi = sch.split(co, [None, vf // lanes, lanes])
+    coo, cov, coi = sch.split(co, [None, vf // vec, vec])
     sch.reorder(en, po, coo, ci, pi, cov, coi)
     sch.parallel(sch.fuse(en, po, coo))
     sch.unroll(pi)
@@ -365,7 +366,7 @@ def schedule(func: Any, target: Any) -> Any:
     n, h, w, co = sch.get_loops(epi)
     th, vh = sch.split(h, [None, m])
     tw, vw = sch.split(w, [None, m])
-    coo, coi = sch.split(co, [None, lanes])
+    coo, coi = sch.split(co, [None, _pow2_divisor(_extent(sch, co), lanes)])
     sch.reorder(n, th, tw, coo, vh, vw, coi)
     sch.parallel(sch.fuse(n, th, tw))
     yt, y1 = sch.get_sblock("winograd_Yt"), sch.get_sblock("winograd_Y1")
@@ -384,4 +385,12 @@ def schedule(func: Any, target: Any) -> Any:
 
 def _extent(sch: Any, loop: Any) -> int:
     return int(sch.get(loop).extent)
+
+
+def _pow2_divisor(n: int, cap: int) -> int:
+    """The widest vector (a power of two, at most `cap` lanes) that divides n channels."""
+    v = cap
+    while v > 1 and n % v:
+        v //= 2
+    return v
 

@@ -16,13 +16,13 @@ from autocomp.measure.runner import LocalSession
 
 class _Net(torch.nn.Module):
     """Odd image sizes (tiles cut by the border), asymmetric padding, a residual, a conv with no
-    epilogue at all, and output channels that are not a multiple of 2 SIMD vectors (48)."""
+    epilogue at all, and channel counts a pruned model has (24 in, 40 out: narrower vectors)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.c1 = torch.nn.Conv2d(16, 32, 3, padding=1)
+        self.c1 = torch.nn.Conv2d(24, 32, 3, padding=1)
         self.c2 = torch.nn.Conv2d(32, 32, 3, padding=1)
-        self.c3 = torch.nn.Conv2d(32, 48, 3, padding=(0, 1), bias=False)
+        self.c3 = torch.nn.Conv2d(32, 40, 3, padding=(0, 1), bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.c1(x))
@@ -32,7 +32,7 @@ class _Net(torch.nn.Module):
 @pytest.fixture(scope="module")
 def net_and_input():
     torch.manual_seed(0)
-    return _Net().eval(), torch.randn(2, 16, 30, 27)
+    return _Net().eval(), torch.randn(2, 24, 30, 27)
 
 
 def _winograd_kernels(built) -> int:
@@ -56,7 +56,7 @@ def test_only_stored_mode_changes_the_weight_bytes(net_and_input, host):
     net, x = net_and_input
     lowered = lower(net, x)
     nbytes = {m: build(lowered, dataclasses.replace(host, winograd=m)).param_bytes for m in ("off", "auto", "stored")}
-    pairs = 16 * 32 + 32 * 32 + 32 * 48
+    pairs = 24 * 32 + 32 * 32 + 32 * 40
     assert nbytes["auto"] == nbytes["off"]
     assert nbytes["stored"] == nbytes["off"] + (36 - 9) * pairs * 4
 
@@ -72,9 +72,9 @@ def test_auto_keeps_the_direct_template_where_the_per_call_transform_does_not_pa
     assert winograd.chosen(conv(56, 56), "off") is None
 
 
-def _conv_call(dtype: str, stride: int = 1, kernel: int = 3, groups: int = 1):
+def _conv_call(dtype: str, stride: int = 1, kernel: int = 3, groups: int = 1, co: int = 32):
     x = relax.Var("x", relax.TensorType([1, 14, 14, 32], dtype))
-    w = relax.Var("w", relax.TensorType([32, kernel, kernel, 32 // groups], dtype))
+    w = relax.Var("w", relax.TensorType([co, kernel, kernel, 32 // groups], dtype))
     bb = relax.BlockBuilder()
     with bb.function("main", [x, w]):
         call = bb.normalize(relax.op.nn.conv2d(x, w, strides=stride, padding=1, groups=groups,
@@ -84,7 +84,9 @@ def _conv_call(dtype: str, stride: int = 1, kernel: int = 3, groups: int = 1):
 
 
 def test_only_fp32_3x3_stride_1_dense_convs_are_eligible():
-    assert winograd.eligible(_conv_call("float32"), lanes=8) is not None
+    assert winograd.eligible(_conv_call("float32"), lanes=8).vf == 16
+    assert winograd.eligible(_conv_call("float32", co=24), lanes=16).vf == 8  # pruned: 8-lane vectors
+    assert winograd.eligible(_conv_call("float32", co=6), lanes=16) is None
     assert winograd.eligible(_conv_call("int8"), lanes=8) is None
     assert winograd.eligible(_conv_call("float16"), lanes=8) is None
     assert winograd.eligible(_conv_call("float32", stride=2), lanes=8) is None
