@@ -34,7 +34,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
     empty = {"total": 0, "free": 0, "pending": 0, "busy": 0}
     if args.json:
         out = [{"name": p.name, "kind": p.kind, "measure": p.measure, "rpc_key": p.rpc_key,
-                "target": p.resolved_target(), "host": p.host, "description": p.description, "source": p.source}
+                "target": p.resolved_target(), "host": p.host, "winograd": p.winograd, "description": p.description,
+                "source": p.source}
                | ({"tracker": farm.get(p.rpc_key, empty)} if args.tracker and p.rpc_key else {})
                for p in rows]
         print(json.dumps(out, indent=2))
