@@ -106,8 +106,7 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     params = lowered.params
     try:
         if target.kind.name == "llvm":
-            from autocomp import precompute
-            from autocomp import winograd
+            from autocomp import precompute, winograd
             from autocomp.layout import channels_last
 
             fused = legalize(winograd.rewrite(channels_last(lowered.mod), target, profile.winograd), target)

@@ -518,7 +518,8 @@ def schedule_module(mod: tvm.IRModule, target, db=None, tune_trials: int = 0) ->
 
 def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
                       prepack: bool = True) -> tuple[tvm.IRModule, dict[str, str], dict]:
-    """Rewrite every conv2d PrimFunc of ``mod`` with :func:`schedule_conv`; leave the rest alone.
+    """Rewrite every conv2d PrimFunc of ``mod`` with :func:`schedule_conv` (Winograd kernels, made by
+    winograd.rewrite, with winograd.schedule); leave the rest alone.
 
     With a tuning database (``autocomp.tuning.TuningDB``), a workload's recorded tile is used; a new
     workload is tuned first when ``tune_trials`` > 0, else it gets the default tile. Returns the new
@@ -549,7 +550,7 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
                 if func.attrs and "global_symbol" in func.attrs:
                     new = new.with_attr("global_symbol", func.attrs["global_symbol"])
                 out[gv] = new
-                report[gv.name_hint] = f"scheduled (winograd F({winograd.TILE}x{winograd.TILE},3x3))"
+                report[gv.name_hint] = f"scheduled ({winograd.describe(func)})"
                 continue
             info = find_conv(s_tir.Schedule(func))
             w_index = pk.weight_param_index(func, info) if info is not None else -1

@@ -45,7 +45,7 @@ import numpy as np
 
 from autocomp.profiles import WINOGRAD_MODES
 
-__all__ = ["WINOGRAD_MODES", "rewrite", "schedule", "is_winograd", "eligible", "chosen", "matrices"]
+__all__ = ["WINOGRAD_MODES", "rewrite", "schedule", "is_winograd", "describe", "eligible", "chosen", "matrices"]
 
 TILE = 4  # output tile m of F(m x m, 3 x 3)
 ALPHA = TILE + 2
@@ -293,6 +293,17 @@ def is_winograd(func: Any) -> bool:
 
     sch = s_tir.Schedule(func)
     return any(sch.get(b).name_hint == "winograd_M" for b in sch.get_child_blocks(_root(sch)))
+
+
+def describe(func: Any) -> str:
+    """How a Winograd kernel gets its transformed weights, for the per-kernel report."""
+    from tvm import s_tir
+
+    from autocomp.schedule import _root
+
+    sch = s_tir.Schedule(func)
+    per_call = any(sch.get(b).name_hint == "winograd_U" for b in sch.get_child_blocks(_root(sch)))
+    return f"winograd F({TILE}x{TILE},3x3), weights {'transformed per call' if per_call else 'stored transformed'}"
 
 
 def schedule(func: Any, target: Any) -> Any:

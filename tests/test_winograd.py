@@ -44,6 +44,8 @@ def test_every_mode_computes_what_torch_does(net_and_input, host, mode, convs):
     net, x = net_and_input
     built = build(lower(net, x), dataclasses.replace(host, winograd=mode))
     assert _winograd_kernels(built) == convs, built.kernels
+    how = {"auto": "weights transformed per call", "stored": "weights stored transformed"}.get(mode)
+    assert all(how in v for v in built.kernels.values() if "winograd F" in v)
     assert all(how.startswith("scheduled") for name, how in built.kernels.items() if "winograd_f" in name)
     want = net(x).detach().numpy()
     got = LocalSession(built).run(x.numpy())
