@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from autocomp.relax_main import mutate_functions
+
 DATA_LAYOUT = "NHWC"
 KERNEL_LAYOUT = "OHWI"
 
@@ -46,11 +48,7 @@ def _clip_as_min_max(mod: Any) -> Any:
             low = self.builder_.emit(relax.op.maximum(x, relax.const(_prim(lo), dtype)))
             return relax.op.minimum(low, relax.const(_prim(hi), dtype))
 
-    rewriter = _Rewrite(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
+    return mutate_functions(mod, _Rewrite)
 
 
 def _prim(value: Any) -> float:

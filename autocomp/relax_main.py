@@ -1,5 +1,6 @@
-"""Re-declaring `main` of a Relax module with new parameters: shared by the build-time rewrites
-(prepack.py re-types packed weights, precompute.py adds precomputed ones)."""
+"""Rewriting `main` of a Relax module, shared by the build-time rewrites: re-declaring it with new
+parameters (prepack.py re-types packed weights, precompute.py adds precomputed ones) and running an
+expression mutator over every Relax function (layout.py, winograd.py)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ def rebuild_main(mod: Any, main: Any, body: Any, fn_params: list[Any], swap: dic
     for key, value in (mod.attrs.items() if mod.attrs else []):
         out = out.with_attr(key, value)
     return out
+
+
+def mutate_functions(mod: Any, mutator_cls: Any) -> Any:
+    """`mod` with every Relax function passed through a ``relax.PyExprMutator`` subclass (constructed
+    with `mod`; new bindings and functions go through its builder)."""
+    from tvm import relax
+
+    rewriter = mutator_cls(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+    return rewriter.builder_.get()

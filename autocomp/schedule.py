@@ -545,12 +545,13 @@ def schedule_and_pack(mod: tvm.IRModule, target, db=None, tune_trials: int = 0,
         if not isinstance(func, tirx.PrimFunc):
             continue
         try:
-            if winograd.is_winograd(func):
+            how = winograd.describe(func)
+            if how is not None:
                 new = winograd.schedule(func, target)
                 if func.attrs and "global_symbol" in func.attrs:
                     new = new.with_attr("global_symbol", func.attrs["global_symbol"])
                 out[gv] = new
-                report[gv.name_hint] = f"scheduled ({winograd.describe(func)})"
+                report[gv.name_hint] = f"scheduled ({how})"
                 continue
             info = find_conv(s_tir.Schedule(func))
             w_index = pk.weight_param_index(func, info) if info is not None else -1

@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from autocomp.profiles import WINOGRAD_MODES
+from autocomp.relax_main import mutate_functions
 
-__all__ = ["WINOGRAD_MODES", "rewrite", "schedule", "is_winograd", "describe", "eligible", "chosen", "matrices"]
+__all__ = ["WINOGRAD_MODES", "rewrite", "schedule", "describe", "eligible", "chosen", "matrices"]
 
 TILE = 4  # output tile m of F(m x m, 3 x 3)
 ALPHA = TILE + 2
@@ -275,35 +276,30 @@ def rewrite(mod: Any, target: Any, mode: str) -> Any:
             oh, ow = conv.out_hw
             return relax.call_tir(cgv, [x, wt], relax.TensorType([conv.n, oh, ow, conv.co], "float32"))
 
-    rewriter = _Rewrite(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
+    return mutate_functions(mod, _Rewrite)
 
 
 # ----------------------------------------------------------------------------------------------
 # schedule
 
 
-def is_winograd(func: Any) -> bool:
+def _block_names(func: Any) -> list[str]:
+    """The names of a PrimFunc's top-level blocks, in order."""
     from tvm import s_tir
 
     from autocomp.schedule import _root
 
     sch = s_tir.Schedule(func)
-    return any(sch.get(b).name_hint == "winograd_M" for b in sch.get_child_blocks(_root(sch)))
+    return [sch.get(b).name_hint for b in sch.get_child_blocks(_root(sch))]
 
 
-def describe(func: Any) -> str:
-    """How a Winograd kernel gets its transformed weights, for the per-kernel report."""
-    from tvm import s_tir
-
-    from autocomp.schedule import _root
-
-    sch = s_tir.Schedule(func)
-    per_call = any(sch.get(b).name_hint == "winograd_U" for b in sch.get_child_blocks(_root(sch)))
-    return f"winograd F({TILE}x{TILE},3x3), weights {'transformed per call' if per_call else 'stored transformed'}"
+def describe(func: Any) -> str | None:
+    """For the per-kernel report: how a Winograd kernel gets its transformed weights; None when `func`
+    is not one."""
+    names = _block_names(func)
+    if "winograd_M" not in names:
+        return None
+    return f"winograd F({TILE}x{TILE},3x3), weights {'transformed per call' if 'winograd_U' in names else 'stored transformed'}"
 
 
 def schedule(func: Any, target: Any) -> Any:
@@ -320,6 +316,15 @@ def schedule(func: Any, target: Any) -> Any:
 
     lanes = lanes_of(target)
     m = TILE
+
+    def in_registers(block: Any, outer: int) -> None:
+        """A small stage computed inside a tile: its loops after the first `outer` unrolled, the last
+        (channels) vectorized."""
+        loops = sch.get_loops(block)[outer:]
+        for lp in loops[:-1]:
+            sch.unroll(lp)
+        sch.vectorize(loops[-1])
+
     # weights: per-call transform (`auto`), parallel over (CO / VF, CI), vectorized over VF
     if "winograd_U1" in names:
         ub, u1 = sch.get_sblock("winograd_U"), sch.get_sblock("winograd_U1")
@@ -328,9 +333,7 @@ def schedule(func: Any, target: Any) -> Any:
         outer = sch.fuse(cb, ci)
         sch.parallel(outer)
         sch.compute_at(u1, outer)
-        for lp in sch.get_loops(u1)[1:-1]:
-            sch.unroll(lp)
-        sch.vectorize(sch.get_loops(u1)[-1])
+        in_registers(u1, 1)
         sch.unroll(e)
         sch.unroll(nu)
         sch.vectorize(v)
@@ -343,9 +346,7 @@ def schedule(func: Any, target: Any) -> Any:
     sch.parallel(p)
     sch.compute_at(v1, co_)
     sch.compute_inline(sch.get_sblock("winograd_pad"))
-    for lp in sch.get_loops(v1)[2:-1]:
-        sch.unroll(lp)
-    sch.vectorize(sch.get_loops(v1)[-1])
+    in_registers(v1, 2)
     sch.unroll(e)
     sch.unroll(nu)
     sch.vectorize(ci_)
@@ -383,11 +384,8 @@ def schedule(func: Any, target: Any) -> Any:
     yt, y1 = sch.get_sblock("winograd_Yt"), sch.get_sblock("winograd_Y1")
     sch.compute_at(yt, coo)
     sch.compute_at(y1, coo)
-    for b in (y1, yt):
-        loops = sch.get_loops(b)[2:]
-        for lp in loops[:-1]:
-            sch.unroll(lp)
-        sch.vectorize(loops[-1])
+    in_registers(y1, 2)
+    in_registers(yt, 2)
     sch.unroll(vh)
     sch.unroll(vw)
     sch.vectorize(coi)

@@ -47,6 +47,19 @@ def model_cases(names: list[str]):  # type: ignore[no-untyped-def]
             raise SystemExit(f"unknown model {name!r}: builtin, resnet18, mobilenet")
 
 
+def autocomp_builds(ctx, profile):  # type: ignore[no-untyped-def]
+    """(path, compressed model, build) of autocomp's two paths: uniform fp32 and w8a8, lowered as a
+    search lowers them."""
+    from autocomp.build import build
+    from autocomp.compress import compress
+    from autocomp.plan import CompressionPlan
+
+    x = ctx.task.example_input
+    for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
+        model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, ctx.task.calib_data, ctx.protected)
+        yield path, model, build(ctx.lower(model), profile)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
@@ -65,13 +78,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from autocomp.artifacts import export_onnx
-    from autocomp.build import build
     from autocomp.candidate import prepare
-    from autocomp.compress import compress
-    from autocomp.lower import lower
     from autocomp.measure.estimate import layer_macs
     from autocomp.measure.runner import LocalRunner
-    from autocomp.plan import CompressionPlan
     from autocomp.profiles import load_profile
 
     profile = load_profile(args.profile)
@@ -96,9 +105,8 @@ def main() -> int:
         _bench.ort_quantize_static(fp32_onnx, int8_onnx, task.calib_data.numpy())
         timers = {"ort-fp32": _bench.ort_timer(fp32_onnx, x.numpy()), "ort-int8": _bench.ort_timer(int8_onnx, x.numpy()),
                   "torch": _bench.torch_timer(ctx.model, x)}
-        for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
-            model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
-            session = runner.session(build(ctx.lower(model), profile))  # the lowering a search uses
+        for path, _model, built in autocomp_builds(ctx, profile):
+            session = runner.session(built)
             timers[path] = lambda session=session: runner.time(session, x.numpy()).median_ms
         timings = _bench.interleaved_ms(timers, rounds=args.rounds)
         for path in ("autocomp-fp32", "autocomp-int8", "ort-fp32", "ort-int8", "torch"):
@@ -123,12 +131,9 @@ def main() -> int:
 
 def _remote(args: argparse.Namespace, profile) -> int:  # type: ignore[no-untyped-def]
     """autocomp's two paths timed on a board through the RPC tracker (the runner a search uses)."""
-    from autocomp.build import build
     from autocomp.candidate import prepare
-    from autocomp.compress import compress
     from autocomp.measure.estimate import layer_macs
     from autocomp.measure.runner import MeasureOptions, runner_for
-    from autocomp.plan import CompressionPlan
 
     runner = runner_for(profile, MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key))
     rows = []
@@ -136,9 +141,8 @@ def _remote(args: argparse.Namespace, profile) -> int:  # type: ignore[no-untype
         ctx = prepare(task, profile)
         x = task.example_input
         gflop = 2 * sum(m for m, _ in layer_macs(ctx.model, x).values()) / 1e9
-        for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
-            model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, task.calib_data, ctx.protected)
-            result = runner.run(build(ctx.lower(model), profile), model, task)
+        for path, model, built in autocomp_builds(ctx, profile):
+            result = runner.run(built, model, task)
             ms = result.latency.median_ms
             rows.append({"model": model_name, "path": path, "winograd": profile.winograd, "latency_ms": ms,
                          "gflops": gflop / (ms / 1e3), "pct_fma_peak": None, "vs_ort_fp32": None, "vs_ort_int8": None,
