@@ -16,10 +16,20 @@ from autocomp.compress import compress
 from autocomp.compress.layers import output_layers, searchable_layers
 from autocomp.compress.prune import prunable_layers
 from autocomp.compress.quantize import layer_precisions
-from autocomp.profiles import DeviceProfile
+from autocomp.device.profiles import DeviceProfile
+from autocomp.errors import UserError
 from autocomp.tasks.base import Task
 
 RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One plan, compiled: the compressed torch model, its Relax module and the build."""
+
+    model: nn.Module
+    lowered: Any  # lower.LoweredModel
+    built: Any  # build.compile.BuildResult
 
 
 @dataclass
@@ -33,7 +43,7 @@ class Context:
     protected: tuple[str, ...]
     prunable: list[str]
     host_cpu: dict[str, Any]
-    options: Any = None  # measure.runner.MeasureOptions
+    options: Any = None  # measure.base.MeasureOptions
     finetune_steps: int = 0  # distillation steps after pruning (0: none)
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
@@ -41,13 +51,13 @@ class Context:
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
         from autocomp.lower import lower
-        from autocomp.schedule_vnni import has_sdot, has_vnni
+        from autocomp.device.features import has_sdot, has_vnni
 
         target = self.profile.tvm_target()
         return lower(model, self.task.example_input, signed_dot=has_sdot(target), unsigned_dot=has_vnni(target))
 
     def build(self, lowered: Any) -> Any:
-        from autocomp.build import build
+        from autocomp.build.compile import build
 
         return build(lowered, self.profile, self.tuning_db, self.tune_trials if self.tuning_db else 0)
 
@@ -63,16 +73,45 @@ class Context:
         return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery,
                         self.profile.fp16_compute())
 
+    def compile(self, plan: Any, timings: dict[str, float] | None = None) -> Compiled:
+        """compress -> lower -> build: the one sequence every stage (search, evaluate, export) runs, so
+        an exported artifact is the candidate that was measured. `timings` receives each step's seconds."""
+        timings = {} if timings is None else timings
+        t = time.perf_counter()
+        model = self.compress(plan)
+        timings["compress"] = time.perf_counter() - t
+        t = time.perf_counter()
+        lowered = self.lower(model)
+        timings["lower"] = time.perf_counter() - t
+        built = self.build(lowered)
+        timings["compile"] = built.compile_s
+        return Compiled(model, lowered, built)
+
     def runner(self) -> Any:
-        from autocomp.measure.runner import runner_for
+        from autocomp.measure.runners import runner_for
 
         return runner_for(self.profile, self.options)
 
 
+def check_candidate_flags(tracker: str | None, estimate: bool, tune_trials: int, finetune_steps: int) -> None:
+    """The flags every command that evaluates candidates takes (search, evaluate): one line naming the
+    bad one, before anything is loaded or written."""
+    if tracker is not None:
+        from autocomp.measure.rpc import parse_tracker
+
+        parse_tracker(tracker)
+    if tune_trials < 0:
+        raise UserError(f"--tune-trials must be >= 0, got {tune_trials}")
+    if finetune_steps < 0:
+        raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
+    if estimate and tracker:
+        raise UserError("--estimate and --tracker exclude each other: measure on the farm, or estimate")
+
+
 def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_steps: int = 0,
             tune_trials: int = 0) -> Context:
-    from autocomp import hostcpu
-    from autocomp.tuning import TuningDB
+    from autocomp.device import hostcpu
+    from autocomp.build.kernels.tuning import TuningDB
 
     model = task.build_model().eval()
     layers = searchable_layers(model)
@@ -135,24 +174,14 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
 
 
 def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any]:
-    """compress -> simulate -> lower -> build: everything before the device."""
-    from autocomp import evaluate
+    """compress -> lower -> build, and the torch simulation's accuracy: everything before the device."""
+    from autocomp.measure import accuracy
 
+    compiled = ctx.compile(plan, timings)
     t = time.perf_counter()
-    model = ctx.compress(plan)
-    timings["compress"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    acc_sim = evaluate.accuracy_torch(model, ctx.task)
+    acc_sim = accuracy.accuracy_torch(compiled.model, ctx.task)
     timings["simulate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    lowered = ctx.lower(model)
-    timings["lower"] = time.perf_counter() - t
-
-    built = ctx.build(lowered)
-    timings["compile"] = built.compile_s
-    return model, acc_sim, built
+    return compiled.model, acc_sim, compiled.built
 
 
 def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: Any, run: Any,
@@ -198,7 +227,7 @@ class Untimed:
     """A local candidate measured in every way but latency: what a compile worker hands back.
 
     Timing is the one stage that must not share the cores with a compile, so the parent process times
-    `library` once no compile is running (see buildpool.py) and completes `result`.
+    `library` once no compile is running (see study/buildpool.py) and completes `result`.
     """
 
     result: CandidateResult
@@ -212,8 +241,8 @@ def evaluate_untimed(ctx: Context, plan: Any, directory: str) -> Untimed:
 
     import numpy as np
 
-    from autocomp.build import export_library
-    from autocomp.measure.runner import LocalRunner
+    from autocomp.build.compile import export_library
+    from autocomp.measure.local import LocalRunner
 
     import os
 
@@ -233,7 +262,7 @@ def time_untimed(ctx: Context, untimed: Untimed) -> CandidateResult:
     """Time a worker's library here (nothing else may be compiling) and complete its result."""
     import numpy as np
 
-    from autocomp.measure.runner import LocalRunner, LocalSession
+    from autocomp.measure.local import LocalRunner, LocalSession
 
     t, start = time.perf_counter(), time.time()
     with np.load(untimed.params) as npz:
@@ -257,7 +286,6 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
     import json
     from pathlib import Path
 
-    from autocomp.errors import UserError
     from autocomp.plan import CompressionPlan
 
     if spec == "w16" and ctx.profile.fp16_compute():  # fp16 weights, and fp16 arithmetic where there is some
@@ -285,8 +313,8 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
 
 
 def fp32_accuracy(ctx: Context) -> float:
-    from autocomp import evaluate
+    from autocomp.measure import accuracy
 
-    return evaluate.accuracy_torch(ctx.model, ctx.task)
+    return accuracy.accuracy_torch(ctx.model, ctx.task)
 
 

@@ -23,7 +23,7 @@ def _console():
 def cmd_devices(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from autocomp import profiles
+    from autocomp.device import profiles
 
     rows = profiles.load_all()
     farm: dict[str, dict[str, int]] = {}
@@ -58,14 +58,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print("keys at the tracker without a profile: " + ", ".join(f"{k} ({farm[k]['total']})" for k in other))
     host = next((p for p in rows if p.is_host()), None)
     if host is not None:
-        from autocomp import hostcpu
+        from autocomp.device import hostcpu
 
         print(f"host CPU: {hostcpu.detect().describe()}")
     return 0
 
 
 def _search_config(args: argparse.Namespace):
-    from autocomp.study import SearchConfig
+    from autocomp.study.search import SearchConfig
 
     return SearchConfig(device=args.device, task=args.task, trials=args.trials,
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
@@ -77,11 +77,12 @@ def _search_config(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from autocomp import pareto, report
-    from autocomp import study as study_mod
+    from autocomp.study import pareto
 
-    cfg = _search_config(args)
-    cfg.validate()
+    from autocomp.reports import table
+    from autocomp.study import search as study_mod
+
+    cfg = _search_config(args)  # prepare_search validates it
     console = _console()
     progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.description}"), console=console, disable=args.quiet)
@@ -93,7 +94,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             if "reused_from_trial" in trial.user_attrs:
                 ok += f", same plan as trial {trial.user_attrs['reused_from_trial']}"
             text = (f"trial {trial.number}: {r['plan_label']} {r['latency_ms']:.2f} ms "
-                    f"{report.kib(r['memory_bytes'])} KiB acc {r['accuracy_compiled']:.4f} ({ok})")
+                    f"{table.kib(r['memory_bytes'])} KiB acc {r['accuracy_compiled']:.4f} ({ok})")
         else:
             text = f"trial {trial.number}: failed: {trial.user_attrs.get('error', trial.state.name)}"
         progress.update(bar, completed=done, description=text)
@@ -113,7 +114,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_front(study, as_json: bool) -> None:
-    from autocomp import pareto, report
+    from autocomp.study import pareto
+    from autocomp.reports import table
 
     points, base = pareto.front(study), pareto.baseline(study)
     if as_json:
@@ -123,21 +125,21 @@ def _print_front(study, as_json: bool) -> None:
     settings = study.user_attrs.get("autocomp", {})
     title = (f"feasible Pareto front of '{study.study_name}' ({settings.get('task')} on {settings.get('device')}, "
              f"max accuracy drop {settings.get('max_accuracy_drop')})")
-    console.print(report.front_table(points, base, title))
-    console.print(report.baseline_line(base), highlight=False)
+    console.print(table.front_table(points, base, title))
+    console.print(table.baseline_line(base), highlight=False)
     if not points:
         console.print("no feasible trial yet: run more trials or relax --max-accuracy-drop")
 
 
 def cmd_front(args: argparse.Namespace) -> int:
-    from autocomp import study as study_mod
+    from autocomp.study import search as study_mod
 
     _print_front(study_mod.load_study(args.study, args.storage), as_json=args.json)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autocomp.artifacts import export_trial
+    from autocomp.artifacts.export import export_trial
 
     manifest = export_trial(args.study, args.storage, args.trial, Path(args.out), force=args.force)
     checks = manifest["artifact"]["checks"]
@@ -153,16 +155,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from autocomp.candidate import evaluate_plan, prepare, resolve_plan
-    from autocomp.profiles import load_profile
-    from autocomp.measure.runner import runner_for
+    from autocomp.candidate import check_candidate_flags, evaluate_plan, prepare, resolve_plan
+    from autocomp.device.profiles import load_profile
+    from autocomp.measure.runners import runner_for
     from autocomp.tasks import load_task
 
     profile = load_profile(args.device)
     if args.compile_only:
         if not args.out:
             raise UserError("--compile-only needs --out DIR for the compiled library")
-        from autocomp.artifacts import compile_only
+        from autocomp.artifacts.export import compile_only
 
         ctx = prepare(load_task(args.task), profile, finetune_steps=args.finetune_steps)  # no timing: no tuning
         manifest = compile_only(ctx, resolve_plan(args.plan, ctx), Path(args.out), force=args.force)
@@ -175,16 +177,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     if args.out:
         raise UserError("--out is only for --compile-only; use 'autocomp export' for a searched trial")
-    from autocomp.measure.runner import MeasureOptions
+    from autocomp.measure.base import MeasureOptions
 
-    if args.tracker:
-        from autocomp.measure.rpc import parse_tracker
-
-        parse_tracker(args.tracker)
+    check_candidate_flags(args.tracker, args.estimate, args.tune_trials, args.finetune_steps)
     options = MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key, estimate=args.estimate)
     runner_for(profile, options)
-    if args.tune_trials < 0:
-        raise UserError(f"--tune-trials must be >= 0, got {args.tune_trials}")
     ctx = prepare(load_task(args.task), profile, options, args.finetune_steps, args.tune_trials)
     plan = resolve_plan(args.plan, ctx)
     result, _model, _built = evaluate_plan(ctx, plan)
@@ -192,15 +189,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    from autocomp import report
+    from autocomp.reports import table
 
     print(f"{plan.summary()} on {profile.name} ({result.measured_on}), task {ctx.task.name}")
     threads = f", {result.latency_threads} runtime threads" if result.latency_threads else ""
     print(f"  latency   {result.latency_ms:.3f} ms (p10 {result.latency_p10_ms:.3f}, p90 {result.latency_p90_ms:.3f}, "
           f"{result.latency_samples} samples{threads})")
-    print(f"  memory    params {report.kib(result.param_bytes)} KiB + arena {report.kib(result.arena_bytes)} KiB; "
-          f"process peak RSS {report.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
-          f"{report.kib(result.runtime_rss_bytes or 0)} KiB, model {report.kib(result.model_rss_bytes or 0)} KiB)")
+    print(f"  memory    params {table.kib(result.param_bytes)} KiB + arena {table.kib(result.arena_bytes)} KiB; "
+          f"process peak RSS {table.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
+          f"{table.kib(result.runtime_rss_bytes or 0)} KiB, model {table.kib(result.model_rss_bytes or 0)} KiB)")
     print(f"  accuracy  {result.accuracy_compiled:.4f} ({result.accuracy_source}), torch simulation {result.accuracy_sim:.4f}")
     for layer in result.layers:
         print(f"    {layer['name']:24s} weights {layer['weight_dtype']:8s} input {layer['activation_dtype']:8s} {layer['compute']}")

@@ -13,7 +13,7 @@ THREADS = 2
 
 
 def cpu_banner() -> str:
-    from autocomp import hostcpu
+    from autocomp.device import hostcpu
 
     return f"CPU: {hostcpu.detect().describe()}; {THREADS} threads for every runtime"
 
@@ -194,8 +194,8 @@ def measured_fma_peak_gflops(target: Any, threads: int = THREADS) -> tuple[float
     import tvm
     from tvm.script import tirx as T
 
-    from autocomp.measure.threads import master_off_worker_cores, use_threads
-    from autocomp.schedule import num_vector_regs, vector_bits
+    from autocomp.device.threads import master_off_worker_cores, use_threads
+    from autocomp.device.features import num_vector_regs, vector_bits
 
     threads = use_threads(threads)  # the runtime's default is half the logical CPUs on x86
     lanes = vector_bits(target) // 32

@@ -50,7 +50,7 @@ def model_cases(names: list[str]):  # type: ignore[no-untyped-def]
 def autocomp_builds(ctx, profile):  # type: ignore[no-untyped-def]
     """(path, compressed model, build) of autocomp's two paths: uniform fp32 and w8a8, lowered as a
     search lowers them."""
-    from autocomp.build import build
+    from autocomp.build.compile import build
     from autocomp.compress import compress
     from autocomp.plan import CompressionPlan
 
@@ -77,11 +77,11 @@ def main() -> int:
                         help="override the profile's winograd key for the fp32 3x3 convs (default: the profile's)")
     args = parser.parse_args()
 
-    from autocomp.artifacts import export_onnx
+    from autocomp.artifacts.export import export_onnx
     from autocomp.candidate import prepare
     from autocomp.measure.estimate import layer_macs
-    from autocomp.measure.runner import LocalRunner
-    from autocomp.profiles import load_profile
+    from autocomp.measure.local import LocalRunner
+    from autocomp.device.profiles import load_profile
 
     profile = load_profile(args.profile)
     if args.winograd:
@@ -133,7 +133,8 @@ def _remote(args: argparse.Namespace, profile) -> int:  # type: ignore[no-untype
     """autocomp's two paths timed on a board through the RPC tracker (the runner a search uses)."""
     from autocomp.candidate import prepare
     from autocomp.measure.estimate import layer_macs
-    from autocomp.measure.runner import MeasureOptions, runner_for
+    from autocomp.measure.base import MeasureOptions
+    from autocomp.measure.runners import runner_for
 
     runner = runner_for(profile, MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key))
     rows = []

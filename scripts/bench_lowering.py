@@ -40,15 +40,15 @@ def main() -> int:
 
     import torch
 
-    from autocomp.artifacts import export_onnx
-    from autocomp.build import build, export_library
+    from autocomp.artifacts.export import export_onnx
+    from autocomp.build.compile import build, export_library
     from autocomp.candidate import prepare
     from autocomp.compress import compress
-    from autocomp.evaluate import accuracy_compiled, accuracy_torch
+    from autocomp.measure.accuracy import accuracy_compiled, accuracy_torch
     from autocomp.lower import lower
-    from autocomp.measure.runner import LocalRunner
+    from autocomp.measure.local import LocalRunner
     from autocomp.plan import CompressionPlan
-    from autocomp.profiles import load_profile
+    from autocomp.device.profiles import load_profile
     from autocomp.tasks import load_task
 
     task = load_task(args.task)

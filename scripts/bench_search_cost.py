@@ -36,7 +36,7 @@ STAGES = ("compress", "simulate", "lower", "compile", "latency", "evaluate", "pe
 def run(study: str, url: str, args: argparse.Namespace, tune_trials: int, jobs: int) -> tuple[list[dict], float]:
     import optuna
 
-    from autocomp.study import SearchConfig, load_study, run_search
+    from autocomp.study.search import SearchConfig, load_study, run_search
 
     out = run_search(SearchConfig(task=args.task, device="host", trials=args.trials, storage=url, study=study,
                                   tune_trials=tune_trials, jobs=jobs))
@@ -67,7 +67,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-cost-"))
     os.environ["AUTOCOMP_TUNING_DIR"] = str(tmp / "tuning")  # cold: empty
     url = f"sqlite:///{tmp / 'studies.db'}"
-    from autocomp.buildpool import default_jobs
+    from autocomp.study.buildpool import default_jobs
 
     jobs = args.jobs or default_jobs()
     cold = summary(run("cold", url, args, args.tune_trials, 1))

@@ -4,7 +4,7 @@
 
 For each shape, the kernel autocomp builds with the profile's `winograd` key set to `off` (direct),
 `auto` (weights transformed inside the kernel on every call) and `stored` (transformed at build time),
-each forced onto the shape whatever its tile count, so the thresholds in autocomp/winograd.py
+each forced onto the shape whatever its tile count, so the thresholds in autocomp/build/passes/winograd.py
 (MIN_TILES_PER_CALL, MIN_TILES_STORED) can be checked against this CPU. The kernels are timed alone
 (TVM's time evaluator, min over rounds that take turns): weights and activations are warm in the
 caches, which favours `stored` on the big late layers (see the module docstring).
@@ -31,11 +31,11 @@ def kernels(h: int, c: int, target, mode_list) -> dict[str, object]:  # type: ig
     import torch
     from tvm import tirx
 
-    from autocomp import precompute, winograd
-    from autocomp.build import legalize
-    from autocomp.layout import channels_last
+    from autocomp.build.compile import legalize
+    from autocomp.build.passes import precompute, winograd
+    from autocomp.build.passes.layout import channels_last
     from autocomp.lower import lower
-    from autocomp.schedule import schedule_and_pack
+    from autocomp.build.kernels.driver import schedule_and_pack
 
     net = torch.nn.Sequential(torch.nn.Conv2d(c, c, 3, padding=1), torch.nn.ReLU()).eval()
     lowered = lower(net, torch.randn(1, c, h, h))
@@ -58,9 +58,9 @@ def main() -> int:
     os.environ.setdefault("TVM_NUM_THREADS", str(_bench.THREADS))
     warnings.filterwarnings("ignore")
 
-    from autocomp import winograd
-    from autocomp.profiles import load_profile
-    from autocomp.tuning import time_kernel
+    from autocomp.build.passes import winograd
+    from autocomp.device.profiles import load_profile
+    from autocomp.build.kernels.tuning import time_kernel
 
     profile = load_profile(args.profile)
     if profile.measure != "local" or profile.kind != "cpu":

@@ -38,7 +38,7 @@ def main() -> int:
     if not args.servers and not args.emulated:
         parser.error("give at least one --servers or --emulated")
 
-    from autocomp.farm import start_farm
+    from autocomp.measure.farm import start_farm
 
     logs = Path(args.logs or tempfile.mkdtemp(prefix="autocomp-farm-"))
     farm = start_farm(logs, port=args.port)

@@ -12,7 +12,7 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning
 # tests must not read or grow the user's tuning database (subprocesses inherit this)
 os.environ["AUTOCOMP_TUNING_DIR"] = tempfile.mkdtemp(prefix="autocomp-test-tuning-")
 # TVM's thread pool starts once per process: start it as the CLI's timing does (one thread per core)
-from autocomp.hostcpu import physical_cores  # noqa: E402
+from autocomp.device.hostcpu import physical_cores  # noqa: E402
 
 os.environ["TVM_NUM_THREADS"] = str(physical_cores())
 
@@ -26,7 +26,7 @@ def digits_task():
 
 @pytest.fixture(scope="session")
 def host():
-    from autocomp.profiles import load_profile
+    from autocomp.device.profiles import load_profile
 
     return load_profile("host")
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autocomp.compress import qops
 from autocomp.compress.layers import SEARCHABLE_TYPES
 from autocomp.plan import CompressionPlan
 
@@ -57,7 +58,7 @@ class QuantizedLayer(nn.Module):
     """A Conv2d or Linear with its weight stored quantized.
 
     With integer weights (2/4/8 bits) and 8-bit activations it computes in integers
-    (`autocomp::qconv2d` / `autocomp::qlinear`: int8 x int8 -> int32, see lower/ops.py). With integer
+    (`autocomp::qconv2d` / `autocomp::qlinear`: int8 x int8 -> int32, see qops.py). With integer
     weights and fp32 activations the weights are dequantized and the arithmetic is fp32 (weight-only
     quantization). fp16 activations compute in fp16 (`autocomp::hconv2d` / `hlinear`, the weights
     widened or dequantized to fp16) on a target with fp16 arithmetic (`fp16_compute`); elsewhere they
@@ -94,9 +95,7 @@ class QuantizedLayer(nn.Module):
         self.a_scale = max(max(-lo, hi) / 127.0 if self.a_signed else hi / 255.0, 1e-8)
         self.integer = w_bits <= 8 and a_bits == 8
         if self.integer and self.bias is not None:  # integer layers add their bias in int32
-            from autocomp.lower.ops import accumulator_scale
-
-            bias_q = torch.round(self.bias / accumulator_scale(self.a_scale, self.weight_scale)).to(torch.int32)
+            bias_q = torch.round(self.bias / qops.accumulator_scale(self.a_scale, self.weight_scale)).to(torch.int32)
             self.bias = nn.Parameter(bias_q, requires_grad=False)
 
     def integer_weight(self) -> torch.Tensor:
@@ -117,20 +116,18 @@ class QuantizedLayer(nn.Module):
         return self.integer_weight().to(torch.float32) * self.weight_scale.reshape(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from autocomp.lower import ops
-
         if self.integer:
             if self.is_conv:
-                return ops.qconv2d(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale,
+                return qops.qconv2d(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale,
                                    self.a_signed, *self.conv_args)
-            return ops.qlinear(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale, self.a_signed)
+            return qops.qlinear(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale, self.a_signed)
         if self.half:
             w = self.weight if self.w_bits == 16 else self.dequantized_weight()
             if self.is_conv:
-                return ops.hconv2d(x, w, self.bias, *self.conv_args)
-            return ops.hlinear(x, w, self.bias)
+                return qops.hconv2d(x, w, self.bias, *self.conv_args)
+            return qops.hlinear(x, w, self.bias)
         if self.a_bits == 8:
-            x = ops._quantize(x, self.a_scale, self.a_signed) * self.a_scale
+            x = qops.quantize_activation(x, self.a_scale, self.a_signed) * self.a_scale
         elif self.a_bits == 16:
             x = x.to(torch.float16).to(torch.float32)
         w = self.dequantized_weight()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from autocomp.errors import CandidateError
-from autocomp.lower import ops
+from autocomp.lower import relax_ops
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = Fals
 
     `signed_dot`: the target's int8 dot product is signed x signed (ARM SDOT), so uint8 conv inputs are
     re-centred to int8; `unsigned_dot`: it is unsigned x signed (x86 VNNI), so int8 conv inputs are
-    re-centred to uint8 and 3-channel inputs padded to 4 (both exact; see ops.relax_qconv2d).
+    re-centred to uint8 and 3-channel inputs padded to 4 (both exact; see relax_ops.relax_qconv2d).
     """
     import tvm  # noqa: F401  (registers the relax frontend)
     from tvm import relax
@@ -43,7 +43,7 @@ def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = Fals
         with torch.no_grad():
             exported = torch.export.export(model, (example_input,))
         mod = from_exported_program(exported, keep_params_as_input=True,
-                                    custom_convert_map=ops.relax_converters(signed_dot, unsigned_dot))
+                                    custom_convert_map=relax_ops.relax_converters(signed_dot, unsigned_dot))
     except Exception as exc:  # the importer raises AssertionError / KeyError for unsupported ops
         raise CandidateError(f"TVM Relax import failed: {type(exc).__name__}: {exc}") from exc
     mod, params = relax.frontend.detach_params(mod)

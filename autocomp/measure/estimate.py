@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from autocomp.errors import UserError
-from autocomp.measure.runner import Latency, RunResult
-from autocomp.profiles import DeviceProfile
+from autocomp.measure.base import Latency, RunResult
+from autocomp.device.profiles import DeviceProfile
 
 
 def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[int, str]]:

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from autocomp.errors import CandidateError, UserError
-from autocomp.measure.runner import Latency, MeasureOptions, RunResult
-from autocomp.measure.threads import remote_threads
-from autocomp.profiles import DeviceProfile
+from autocomp.measure.base import Latency, MeasureOptions, RunResult, first_output
+from autocomp.device.threads import remote_threads
+from autocomp.device.profiles import DeviceProfile
 
 AGREEMENT_SAMPLES = 32
 AGREEMENT_ATOL = 1e-3  # fp32 outputs of the same plan; integer layers agree exactly up to FMA ties
@@ -77,14 +77,14 @@ class RPCRunner:
                 f"(registered keys: {keys}); start one with: python -m tvm.exec.rpc_server "
                 f"--tracker {self.tracker} --key {self.key}"
             )
-        from autocomp.emulator import is_emulated_key
+        from autocomp.measure.emulator import is_emulated_key
 
         kind = "emulated" if is_emulated_key(self.key) else "rpc"
         self.measured_on = f"{kind}:{self.key}@{self.tracker}"
 
     def run(self, built: Any, model: Any, task: Any) -> RunResult:
-        from autocomp import evaluate
-        from autocomp.build import export_library
+        from autocomp.measure import accuracy
+        from autocomp.build.compile import export_library
 
         errors: list[str] = []
         with tempfile.TemporaryDirectory(prefix="autocomp-rpc-") as d:
@@ -110,7 +110,7 @@ class RPCRunner:
                     errors.append(f"attempt {attempt + 1}: {box['error']}")
                     continue
                 outputs = box["outputs"]
-                want = evaluate.torch_outputs(model, task.eval_inputs[:AGREEMENT_SAMPLES]).numpy()
+                want = accuracy.torch_outputs(model, task.eval_inputs[:AGREEMENT_SAMPLES]).numpy()
                 err = float(np.abs(outputs - want).max())
                 same_class = float((outputs.argmax(1) == want.argmax(1)).mean())
                 agree = same_class >= 0.995 and err <= max(AGREEMENT_ATOL, 0.05 * float(np.abs(want).max()))
@@ -152,10 +152,7 @@ class RPCRunner:
             for i in range(len(xs)):
                 vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(xs[i : i + 1]), dev), *remote_params)
                 vm.invoke_stateful("main")
-                out = vm.get_outputs("main")
-                while not hasattr(out, "numpy"):
-                    out = out[0]
-                outputs.append(out.numpy())
+                outputs.append(first_output(vm.get_outputs("main")))
             box["latency"], box["outputs"] = latency, np.concatenate(outputs)
             try:
                 session.remove(lib.name)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup of an emulated aarch64 TVM RPC server environment (qemu user-mode, no binfmt_misc).
-# Usage: scripts/emulated_aarch64/setup.sh DEST [PIP]  (make emulator runs it; see autocomp/emulator.py)
+# Usage: scripts/emulated_aarch64/setup.sh DEST [PIP]  (make emulator runs it; see autocomp/measure/emulator.py)
 #   DEST  directory to fill: DEST/sysroot (aarch64 Debian libs + python3.11), DEST/site (aarch64 wheels),
 #         DEST/python-aarch64 (wrapper), DEST/start_server.py (launcher, copied if next to this script)
 #   PIP   pip executable used for `pip download` (default: pip3 / pip on PATH); any x86 pip works,

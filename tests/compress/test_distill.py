@@ -3,7 +3,7 @@ import torch
 from autocomp.compress.distill import Recovery, distill
 from autocomp.compress.prune import prune
 from autocomp.compress.recalibrate import recalibrate_batchnorm
-from autocomp.evaluate import accuracy_torch
+from autocomp.measure.accuracy import accuracy_torch
 from autocomp.plan import CompressionPlan
 
 

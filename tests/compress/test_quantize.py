@@ -80,7 +80,7 @@ def test_fp32_plan_only_folds_batchnorm(digits_task, digits_ctx):
 
 
 def test_w8a8_keeps_accuracy_and_w4_shrinks_more(digits_task, digits_ctx):
-    from autocomp.evaluate import accuracy_torch
+    from autocomp.measure.accuracy import accuracy_torch
 
     base = accuracy_torch(digits_ctx.model, digits_task)
     args = (digits_task.example_input, digits_task.calib_data, digits_ctx.protected)

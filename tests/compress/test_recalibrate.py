@@ -1,7 +1,7 @@
 from autocomp.compress import compress
 from autocomp.compress.prune import prune
 from autocomp.compress.recalibrate import recalibrate_batchnorm
-from autocomp.evaluate import accuracy_torch
+from autocomp.measure.accuracy import accuracy_torch
 from autocomp.plan import CompressionPlan
 
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from autocomp.build import build, export_library
+from autocomp.build.compile import build, export_library
 from autocomp.compress import compress
 from autocomp.lower import lower
-from autocomp.measure.runner import LocalSession
+from autocomp.measure.local import LocalSession
 from autocomp.plan import CompressionPlan, LayerPlan
-from autocomp.profiles import load_profile
+from autocomp.device.profiles import load_profile
 
 
 def stored_bytes(model):
@@ -90,7 +90,7 @@ def test_integer_layers_compute_in_int8_with_int32_accumulation(digits_task, dig
 
 def test_consecutive_integer_layers_pass_int8_tensors(digits_task, digits_ctx, host):
     """BatchNorm is folded, so rescale + bias + ReLU + the next quantize fuse into the conv's kernel."""
-    from autocomp.build import legalize
+    from autocomp.build.compile import legalize
 
     plan = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
     model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
@@ -184,7 +184,7 @@ def test_unsigned_dot_lowering_is_exact_and_gives_the_stem_vnni(host):
     """For VNNI targets, int8 conv inputs become uint8 (q + 128), 3 channels are padded to 4 with zero
     weights, and the conv subtracts 128 * sum(w): the same integers, and the stem gets VNNI kernels."""
     from autocomp.compress.quantize import quantize
-    from autocomp.schedule_vnni import has_vnni
+    from autocomp.device.features import has_vnni
 
     torch.manual_seed(0)
     plan = CompressionPlan((LayerPlan("stem", 8, 8), LayerPlan("b", 8, 8)))

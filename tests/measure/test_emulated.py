@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from autocomp.farm import start_farm
+from autocomp.measure.farm import start_farm
 
 
 @pytest.fixture(scope="module")

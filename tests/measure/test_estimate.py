@@ -8,7 +8,7 @@ from autocomp.compress import compress
 from autocomp.errors import UserError
 from autocomp.measure.estimate import EstimateRunner, layer_macs
 from autocomp.plan import CompressionPlan
-from autocomp.profiles import load_profile
+from autocomp.device.profiles import load_profile
 
 
 def _model(task, ctx, w, a, fp16):

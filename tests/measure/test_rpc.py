@@ -9,11 +9,12 @@ import optuna
 import pytest
 
 from autocomp.errors import UserError
-from autocomp.farm import start_farm
+from autocomp.measure.farm import start_farm
 from autocomp.measure.rpc import parse_tracker, tracker_summary
-from autocomp.measure.runner import MeasureOptions, runner_for
-from autocomp.profiles import load_profile
-from autocomp.study import SearchConfig, load_study, prepare_search
+from autocomp.measure.base import MeasureOptions
+from autocomp.measure.runners import runner_for
+from autocomp.device.profiles import load_profile
+from autocomp.study.search import SearchConfig, load_study, prepare_search
 
 PROFILE = """name = "x86-farm"
 description = "x86 servers behind a tracker (tests)"
@@ -110,7 +111,7 @@ def test_search_measures_through_the_tracker_and_survives_a_killed_server(farm, 
 def test_a_device_that_never_answers_fails_the_candidate_with_the_reason(farm, monkeypatch, digits_ctx, digits_task):
     import signal
 
-    from autocomp.build import build
+    from autocomp.build.compile import build
     from autocomp.errors import CandidateError
     from autocomp.lower import lower
 

@@ -1,0 +1,251 @@
+"""Dot-product variants of autocomp's zero-tuning conv2d schedule: AVX-512 VNNI (u8 data x s8 weight
+-> s32, 16 lanes), ARMv8.2 SDOT (s8 x s8 -> s32, 4 lanes) and x86 vpmaddwd (int16 pairs -> s32), one
+template for all (`DotKind`).
+
+The kernel driver (driver.py) tries it for every conv before the dense template (dense.py), which
+takes the convs it returns None for.
+
+Layouts, all produced inside the kernel (no Relax changes of its own):
+
+* data: NHWC (CPU builds, layout.py) already holds a pixel's 4 channels in one 32-bit word, the
+  operand vpdpbusd / sdot broadcast. NCHW: the padded input ``pad_temp[N, C, H', W']`` (an
+  intermediate buffer of the fused PrimFunc) is re-laid out as ``[N, C/4, H', W', 4]`` by the padding
+  stage itself (``transform_layout`` of the intermediate buffer: no extra pass over the data).
+  Without padding, a ``cache_read`` stage does it.
+* weight: ``[O, I, KH, KW]`` (or OHWI) -> ``[O/16, I/4, KH, KW, 16, 4]`` (a ``cache_read`` stage, O(weights) per
+  call, as the generic schedule's ``[O/VF, I, KH, KW, VF]`` repack).
+* accumulator: ``local`` ``[N, Y, X, F]`` tile of ``16*NV`` channels x ``TY x TX`` pixels, kept in
+  zmm registers after unrolling.
+
+Inner block: LANES output channels x 4 input channels, tensorized with ``vpdpbusd`` (intrin/vnni.py:
+one broadcast of 4 data bytes, one 64-byte weight load, 64 multiply-adds per instruction) or ``sdot``
+(intrin/sdot.py: 16 per instruction). The fused epilogue (bias, rescale, relu, requantize) is computed
+per tile as in the dense template. Below, 16 is VNNI's LANES; SDOT's is 4.
+
+Applies when: the target CPU has ``avx512vnni`` (LLVM feature name; "avx512_vnni" is /proc/cpuinfo's
+spelling and is *not* recognised by ``llvm_cpu_has_features``), the data is uint8, the weight int8, the
+accumulator int32, C % 4 == 0 and O % 16 == 0. Otherwise returns None (caller falls back).
+int8 data (the first layer of a w8a8 plan) is not handled: vpdpbusd multiplies unsigned x signed.
+SDOT applies on aarch64 targets with ``dotprod`` to int8 data (lower/relax_ops.py shifts uint8 activations
+by -128 for such targets) with C % 4 == 0 and O % 4 == 0.
+x86 targets with AVX2 or AVX-512BW but no VNNI get ``vpmaddwd`` (intrin/pmaddwd.py) for uint8 or
+int8 data with C % 2 == 0: channels are grouped in pairs instead of fours (``DotKind.group``) and the
+padded data tile is int16 (widened once per call by the padding stage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+from tvm import s_tir, tirx
+
+from autocomp.build.kernels.common import collapse_epilogue, divisor_at_most, parallel_elementwise, root, vectorize_init
+from autocomp.build.kernels.conv import (
+    conv_loops,
+    find_conv,
+    packed_weight_map,
+    pad_loops,
+    schedule_tile_epilogue,
+    to_nhwc_accumulator,
+)
+from autocomp.build.kernels.intrin.vnni import register as register_vnni
+from autocomp.device.features import has_feature, has_sdot, has_vnni, is_aarch64
+
+LANES = 16  # int32 lanes of a zmm register
+KGROUP = 4  # bytes summed per lane by vpdpbusd / sdot
+
+
+@dataclass(frozen=True)
+class DotKind:
+    """One CPU dot-product instruction the template tensorizes with."""
+
+    label: str  # how `kernels` reports it
+    lanes: int  # int32 accumulator lanes per instruction
+    data_dtypes: tuple[str, ...]  # what it multiplies the int8 weights with
+    budget: int  # accumulator registers per tile
+    group: int = KGROUP  # input channels summed into each lane per instruction
+    wide_data: bool = False  # the data tile is widened to int16 once per call (vpmaddwd)
+
+
+VNNI = DotKind("VNNI dot product", 16, ("uint8",), 16)
+SDOT = DotKind("NEON SDOT dot product", 4, ("int8",), 16)  # 32 NEON registers: 16 accumulators + loads
+# vpmaddwd: 16 registers on AVX2 hold 12 accumulators, a weight vector, a broadcast and a product
+PAIR_AVX2 = DotKind("int16 pair dot product (vpmaddwd)", 8, ("uint8", "int8"), 12, group=2, wide_data=True)
+PAIR_AVX512 = DotKind("int16 pair dot product (vpmaddwd)", 16, ("uint8", "int8"), 16, group=2, wide_data=True)
+
+
+def dot_kind(target: tvm.target.Target) -> DotKind | None:
+    """The fastest exact int8 dot product of the target: VNNI, SDOT, else vpmaddwd on AVX2 / AVX-512BW
+    x86 (2 multiply-adds per int32 lane, where int32 lanes give 1), else None (the int32-lane template)."""
+    if has_vnni(target):
+        return VNNI
+    if has_sdot(target):
+        return SDOT
+    if not is_aarch64(target):
+        if has_feature(target, "avx512bw"):
+            return PAIR_AVX512
+        if has_feature(target, "avx2"):
+            return PAIR_AVX2
+    return None
+
+
+def pick_tile_vnni(o: int, h: int, w: int, budget: int = 16, lanes: int = LANES) -> tuple[int, int, int]:
+    """(NV, TY, TX): 16-channel vectors per tile and the pixel tile; NV*TY*TX accumulators <= budget.
+
+    Loads per step: NV weight vectors + TY*TX data broadcasts for NV*TY*TX vpdpbusd.
+    """
+    best = None
+    for nv in (1, 2, 3, 4):
+        if o % (lanes * nv):
+            continue
+        pix = budget // nv
+        tx = divisor_at_most(w, pix)
+        ty = divisor_at_most(h, max(1, pix // tx))
+        px = tx * ty
+        acc = nv * px
+        score = (min(acc, budget), -(nv + px) / (nv * px))
+        if best is None or score > best[0]:
+            best = (score, (nv, ty, tx))
+    return best[1]
+
+
+def _applicable(sch: s_tir.Schedule, info, kind: DotKind) -> bool:
+    blk = sch.get(sch.get_sblock(info.block))
+    data = blk.reads[info.data_read].source
+    weight = blk.reads[info.weight_read].source
+    return (
+        str(data.dtype) in kind.data_dtypes
+        and str(weight.dtype) == "int8"
+        and info.acc_dtype == "int32"
+        and info.c % kind.group == 0
+        and info.o % kind.lanes == 0
+    )
+
+
+def schedule_conv_vnni(
+    func: tirx.PrimFunc,
+    target,
+    tile: tuple[int, int, int] | None = None,
+    strict: bool = False,
+    prepacked_weight: bool = False,
+    kind: DotKind | None = None,
+) -> tirx.PrimFunc | None:
+    """VNNI schedule of one fused conv2d PrimFunc, or None when it does not apply (or fails, unless
+    ``strict``: then the error propagates, for tests).
+
+    ``prepacked_weight=True`` changes the function's weight *parameter* to the packed layout
+    ``[O/16, I/4, KH, KW, 16, 4]`` instead of repacking inside the kernel: the caller must then feed
+    packed weights (e.g. a Relax-level layout transform lifted out by LiftTransformParams). Used here
+    to measure what the in-kernel repack costs."""
+    target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
+    kind = kind or dot_kind(target)  # callers scheduling a whole module pass the target's kind once
+    if kind is None:
+        return None
+    try:
+        return _schedule(func, tile, prepacked_weight, kind)
+    except Exception:
+        if strict:
+            raise
+        return None
+
+
+def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: DotKind = VNNI) -> tirx.PrimFunc | None:
+    sch = s_tir.Schedule(func)
+    info = find_conv(sch)
+    if info is None or not _applicable(sch, info, kind):
+        return None
+    data_dtype = str(sch.get(sch.get_sblock(info.block)).reads[info.data_read].source.dtype)
+    if kind is SDOT:
+        from autocomp.build.kernels.intrin.sdot import register as register_sdot
+
+        intrin = register_sdot()
+    elif kind.wide_data:
+        from autocomp.build.kernels.intrin.pmaddwd import register as register_pair
+
+        intrin = register_pair(kind.lanes, data_dtype)
+    else:
+        intrin = register_vnni()
+    lanes, group = kind.lanes, kind.group
+    nv, ty, tx = tile or pick_tile_vnni(info.o, info.h, info.w, kind.budget, lanes)
+    top = root(sch)
+
+    # 1. epilogue: inline every elementwise block after the conv into the last one (as dense.py)
+    conv, epi = collapse_epilogue(sch, info.block)
+
+    # 2. data layout [N, C, H, W] -> [N, C/G, H, W, G] (G = kind.group): re-lay the padding buffer in
+    #    place when the data is an intermediate (pad_temp), else add a packing stage. NHWC data already
+    #    has a pixel's G channels side by side: only the int16 widening may need a stage of its own.
+    data_buf = sch.get(conv).reads[info.data_read].source
+    producer = next(
+        (b for b in sch.get_child_blocks(top) if any(w.source.same_as(data_buf) for w in sch.get(b).writes)), None)
+    needs_stage = producer is None and (not info.nhwc or kind.wide_data)
+    dpack = sch.cache_read(conv, info.data_read, "global") if needs_stage else None
+    producer = producer or dpack
+    if not info.nhwc:
+        sch.transform_layout(conv, ("read", info.data_read), lambda n, c, h, w: (n, c // group, h, w, c % group))
+    if kind.wide_data:  # widen once per call so the inner loop broadcasts one 32-bit word of 2 x int16
+        sch.unsafe_set_dtype(producer, 0, "int16")
+
+    # 3. weight [O, I, KH, KW] (or OHWI) -> [O/16, I/4, KH, KW, 16, 4]
+    wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
+    sch.transform_layout(conv, ("read", info.weight_read), packed_weight_map(info, lanes, group))
+    # accumulator [N, Y, X, F]: 16 channels contiguous
+    to_nhwc_accumulator(sch, conv, info)
+
+    # 4. tile: n, fo, yo, xo | rco, ry, rx | fv, yi, xi | fi(16), rci(4)
+    n, f, y, x, rc, ry, rx = conv_loops(sch, conv, info)
+    fo, fv, fi = sch.split(f, [None, nv, lanes])
+    yo, yi = sch.split(y, [None, ty])
+    xo, xi = sch.split(x, [None, tx])
+    rco, rci = sch.split(rc, [None, group])
+    sch.reorder(n, fo, yo, xo, rco, ry, rx, fv, yi, xi, fi, rci)
+    outer = sch.fuse(n, fo, yo, xo)
+    sch.reverse_compute_at(epi, outer)
+    sch.parallel(outer)
+    for lp in (fv, yi, xi, rx):
+        sch.unroll(lp)
+    # init loops: outer, fv, yi, xi, fi -> vectorize fi (16 lanes), unroll the rest
+    vectorize_init(sch, sch.decompose_reduction(conv, rco))
+    sch.tensorize(fi, intrin)
+
+    # 5. epilogue inside the tile (NCHW: along x; NHWC: along the channels)
+    schedule_tile_epilogue(sch, epi, info, lanes)
+
+    # 6. side stages
+    if wpack is not None:
+        _pack_weight_loops(sch, wpack, lanes, group, info.nhwc)
+    pads = [b for b in sch.get_child_blocks(top) if sch.get(b).name_hint.startswith("pad_temp")]
+    for b in pads + ([dpack] if dpack is not None else []):
+        if info.nhwc:
+            pad_loops(sch, b, info)
+        else:
+            _pack_data_loops(sch, b, group)
+    return sch.mod["main"]
+
+
+def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int = KGROUP, ohwi: bool = False) -> None:
+    """Loops (o, i, h, w) (or (o, h, w, i)) of the stage writing [O/L, I/G, KH, KW, L, G]: write order,
+    parallel over the L-channel blocks."""
+    loops = sch.get_loops(blk)
+    po_, pi_, ph, pw = (loops[0], loops[3], loops[1], loops[2]) if ohwi else loops
+    pa, pb = sch.split(po_, [None, lanes])
+    qa, qb = sch.split(pi_, [None, group])
+    sch.reorder(pa, qa, ph, pw, pb, qb)
+    sch.parallel(pa)
+    sch.unroll(qb)
+
+
+def _pack_data_loops(sch: s_tir.Schedule, blk, group: int = KGROUP) -> None:
+    """Loops (n, c, h, w) of a stage writing [N, C/G, H, W, G]: make c%G innermost (contiguous
+    writes), parallel over the outer loops."""
+    loops = sch.get_loops(blk)
+    if len(loops) != 4:
+        parallel_elementwise(sch, blk)
+        return
+    n, c, h, w = loops
+    ca, cb = sch.split(c, [None, group])
+    sch.reorder(n, ca, h, w, cb)
+    sch.unroll(cb)
+    p = sch.fuse(n, ca, h)
+    sch.parallel(p)

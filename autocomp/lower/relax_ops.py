@@ -1,0 +1,128 @@
+"""The TVM Relax lowerings of the compressed layers' custom ops (compress/qops.py defines them):
+integer conv / linear as int8 x int8 -> int32 with a float rescale, fp16 conv / linear in fp16.
+`relax_converters` is the torch importer's `custom_convert_map`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autocomp.compress.qops import QMAX, QMIN
+
+
+def _relax_quantize(bb: Any, x: Any, a_scale: float, signed: bool) -> Any:
+    from tvm import relax
+
+    xs = bb.emit(relax.op.divide(x, relax.const(a_scale, "float32")))
+    xr = bb.emit(relax.op.round(xs))
+    xc = bb.emit(relax.op.clip(xr, QMIN[signed], QMAX[signed]))
+    return bb.emit(relax.op.astype(xc, "int8" if signed else "uint8"))
+
+
+def _relax_rescale(bb: Any, acc: Any, a_scale: float, w_scale: Any, bias_q: Any, shape: list[int]) -> Any:
+    from tvm import relax
+
+    if bias_q is not None:
+        b = bb.emit(relax.op.reshape(bias_q, shape))
+        acc = bb.emit(relax.op.add(acc, b))
+    scale = bb.emit(relax.op.multiply(relax.const(a_scale, "float32"), w_scale))
+    scale = bb.emit(relax.op.reshape(scale, shape))
+    accf = bb.emit(relax.op.astype(acc, "float32"))
+    return bb.emit(relax.op.multiply(accf, scale))
+
+
+def relax_qconv2d(node: Any, importer: Any, signed_dot: bool = False, unsigned_dot: bool = False) -> Any:
+    """Integer conv in the form the target's 4-way int8 dot product takes (C % 4 == 0, one data type).
+
+    * `signed_dot` (ARM SDOT: signed x signed): uint8 inputs are fed as int8, q - 128.
+    * `unsigned_dot` (x86 VNNI: unsigned data x signed weights): int8 inputs are fed as uint8, q + 128;
+      and C = 3 (an RGB stem) is padded to 4 channels with zero weights.
+
+    A shift s is exact: sum((q + s) w) - s sum(w) == sum(q w), so the conv subtracts s * sum(w) per
+    output channel. The border needs care: padding must be q = 0, i.e. s once shifted, so it becomes
+    an explicit pad. Channels stay unpadded when C < 3 (4x the work would cost more than it saves)."""
+    from tvm import relax
+
+    x, wq, w_scale, bias_q, a_scale, signed, stride, padding, dilation, groups = importer.retrieve_args(node)
+    bb = importer.block_builder
+    xq = _relax_quantize(bb, x, a_scale, signed)
+    o, c = int(wq.ty.shape[0]), int(wq.ty.shape[1])
+    vnni = unsigned_dot and groups == 1 and c >= 3 and o % 16 == 0  # the VNNI template's own conditions
+    shift = 0
+    if signed_dot and groups == 1 and not signed and c % 4 == 0:
+        shift = -128
+    elif vnni and signed:
+        shift = 128
+    extra = (-c) % 4 if vnni else 0
+    if shift:
+        xi = bb.emit(relax.op.astype(xq, "int16"))
+        xq = bb.emit(relax.op.astype(bb.emit(relax.op.add(xi, relax.const(shift, "int16"))),
+                                     "uint8" if shift > 0 else "int8"))
+    if (shift or extra) and (any(padding) or extra):
+        top, left = padding[0], padding[1 % len(padding)]
+        bottom, right = (padding[2], padding[3]) if len(padding) == 4 else (top, left)
+        xq = bb.emit(relax.op.nn.pad(xq, [0, 0, 0, extra, top, bottom, left, right], pad_value=float(shift)))
+        padding = [0, 0]
+    w_conv = bb.emit(relax.op.nn.pad(wq, [0, 0, 0, extra, 0, 0, 0, 0], pad_value=0.0)) if extra else wq
+    acc = bb.emit(relax.op.nn.conv2d(xq, w_conv, strides=stride, padding=padding, dilation=dilation,
+                                     groups=groups, out_dtype="int32"))
+    if shift:
+        wsum = bb.emit(relax.op.sum(bb.emit(relax.op.astype(wq, "int32")), axis=[1, 2, 3]))
+        corr = bb.emit(relax.op.multiply(wsum, relax.const(-shift, "int32")))
+        acc = bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, [1, -1, 1, 1]))))
+    return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1, 1, 1])
+
+
+def relax_qlinear(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, wq, w_scale, bias_q, a_scale, signed = importer.retrieve_args(node)
+    bb = importer.block_builder
+    xq = _relax_quantize(bb, x, a_scale, signed)
+    wt = bb.emit(relax.op.permute_dims(wq))
+    acc = bb.emit(relax.op.matmul(xq, wt, out_dtype="int32"))
+    return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1])
+
+
+def _relax_half(bb: Any, x: Any) -> Any:
+    from tvm import relax
+
+    if x.ty.dtype == "float16":
+        return x
+    return bb.emit(relax.op.astype(x, "float16"))
+
+
+def _relax_half_epilogue(bb: Any, acc: Any, bias: Any, shape: list[int]) -> Any:
+    from tvm import relax
+
+    if bias is not None:
+        b = bb.emit(relax.op.reshape(_relax_half(bb, bias), shape))
+        acc = bb.emit(relax.op.add(acc, b))
+    return bb.emit(relax.op.astype(acc, "float32"))
+
+
+def relax_hconv2d(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, w, bias, stride, padding, dilation, groups = importer.retrieve_args(node)
+    bb = importer.block_builder
+    acc = bb.emit(relax.op.nn.conv2d(_relax_half(bb, x), _relax_half(bb, w), strides=stride, padding=padding,
+                                     dilation=dilation, groups=groups, out_dtype="float16"))
+    return _relax_half_epilogue(bb, acc, bias, [1, -1, 1, 1])
+
+
+def relax_hlinear(node: Any, importer: Any) -> Any:
+    from tvm import relax
+
+    x, w, bias = importer.retrieve_args(node)
+    bb = importer.block_builder
+    wt = bb.emit(relax.op.permute_dims(_relax_half(bb, w)))
+    acc = bb.emit(relax.op.matmul(_relax_half(bb, x), wt, out_dtype="float16"))
+    return _relax_half_epilogue(bb, acc, bias, [1, -1])
+
+
+def relax_converters(signed_dot: bool = False, unsigned_dot: bool = False) -> dict[str, Any]:
+    """The importer's `custom_convert_map` for our ops (see relax_qconv2d for the two dot forms)."""
+    import functools
+
+    return {"qconv2d.default": functools.partial(relax_qconv2d, signed_dot=signed_dot, unsigned_dot=unsigned_dot),
+            "qlinear.default": relax_qlinear, "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}

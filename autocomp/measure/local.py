@@ -1,0 +1,96 @@
+"""LocalRunner: load the executable in this process, time it on this CPU, evaluate it on every eval
+sample, probe its peak RSS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from autocomp.build.compile import BuildResult
+from autocomp.device.profiles import Measurement
+from autocomp.measure.base import Latency, RunResult, first_output
+
+
+class LocalSession:
+    """A loaded VM with its parameters already on the device."""
+
+    def __init__(self, built: BuildResult) -> None:
+        self._load(built.executable, built.params)
+
+    @classmethod
+    def from_library(cls, library: str, params: tuple[np.ndarray, ...]) -> LocalSession:
+        """A session on an exported library (e.g. one a compile worker wrote)."""
+        import tvm
+
+        session = cls.__new__(cls)
+        session._load(tvm.runtime.load_module(library), params)
+        return session
+
+    def _load(self, executable: Any, params: tuple[np.ndarray, ...]) -> None:
+        import tvm
+        from tvm import relax
+
+        self.device = tvm.cpu()
+        self.vm = relax.VirtualMachine(executable, self.device)
+        self.params = [tvm.runtime.tensor(p, self.device) for p in params]
+
+    def args(self, x: np.ndarray) -> list[Any]:
+        import tvm
+
+        return [tvm.runtime.tensor(np.ascontiguousarray(x), self.device), *self.params]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return first_output(self.vm["main"](*self.args(x)))
+
+
+class LocalRunner:
+    """Loads the executable in this process, times it on the CPU, evaluates it on every eval sample."""
+
+    measured_on = "local"
+
+    def __init__(self, measurement: Measurement, peak_rss: bool = True) -> None:
+        self.measurement = measurement
+        self.peak_rss = peak_rss
+
+    def session(self, built: BuildResult) -> LocalSession:
+        return LocalSession(built)
+
+    def time(self, session: LocalSession, example_input: np.ndarray) -> Latency:
+        import tvm
+
+        from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
+
+        m = self.measurement
+        threads = use_threads(local_threads(m))
+        args = session.args(example_input)
+        with master_off_worker_cores():
+            for _ in range(m.warmup):
+                session.vm["main"](*args)
+            timer = session.vm.time_evaluator("main", tvm.cpu(), number=m.number, repeat=m.repeat,
+                                              min_repeat_ms=m.min_repeat_ms)
+            results = timer(*args).results
+        return Latency.from_seconds(results, m, threads)
+
+    def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True) -> RunResult:
+        """`timed=False`: everything but the latency (a compile worker, whose cores are not quiet)."""
+        from autocomp.measure import accuracy
+        from autocomp.measure.memory import measure_peak_rss
+
+        import time
+
+        t0 = time.perf_counter()
+        session = self.session(built)
+        latency = self.time(session, task.example_input.numpy()) if timed else None
+        t1 = time.perf_counter()
+        acc = accuracy.accuracy_compiled(session.run, task)
+        t2 = time.perf_counter()
+        rss = None
+        if self.peak_rss:
+            from autocomp.device.threads import local_threads
+
+            rss = measure_peak_rss(built, tuple(task.example_input.shape), local_threads(self.measurement))
+        timings = {"latency": t1 - t0, "evaluate": t2 - t1, "peak_rss": time.perf_counter() - t2}
+        if not timed:
+            del timings["latency"]
+        return RunResult(latency, self.measured_on, acc, "compiled", rss, {"timings_s": timings})

@@ -1,0 +1,154 @@
+"""The study on real components: the digits task, the host device, a SQLite file."""
+
+import optuna
+import pytest
+
+from autocomp.study import search as study_mod
+from autocomp.errors import CandidateError, UserError
+from autocomp.study.search import SearchConfig, load_study, run_search
+
+
+def cfg(url, **kw):
+    return SearchConfig(task="digits", device="host", storage=url, study="s", **kw)
+
+
+def test_baselines_run_first_and_every_trial_stores_plan_and_result(sqlite_url):
+    out = run_search(cfg(sqlite_url, trials=4, max_accuracy_drop=0.05))
+    assert (out.trials_run, out.trials_total, out.failed) == (4, 4, 0)
+    study = load_study("s", sqlite_url)
+    trials = study.get_trials()
+    labels = [t.user_attrs["result"]["plan_label"] for t in trials[:3]]
+    assert labels == ["fp32", "w8a8", "w8a8 p0.25"]
+    settings = study.user_attrs["autocomp"]
+    assert settings["task"] == "digits" and settings["device"] == "host"
+    for t in trials:
+        r = t.user_attrs["result"]
+        assert t.values == [r["latency_ms"], r["memory_bytes"], r["accuracy_compiled"]]
+        assert r["latency_ms"] > 0 and r["param_bytes"] > 0 and r["arena_bytes"] > 0
+        assert r["measured_on"] == "local" and r["host_cpu"]["llvm_cpu"]
+        assert set(t.constraints) == {"accuracy_drop"}
+        assert t.constraints["accuracy_drop"] == pytest.approx(
+            settings["baseline_accuracy"] - r["accuracy_compiled"] - 0.05, abs=1e-6)
+    assert trials[0].user_attrs["result"]["compute"] == "native"
+    w8a8 = trials[1].user_attrs["result"]
+    assert w8a8["compute"] == "native"
+    assert {layer["compute"] for layer in w8a8["layers"]} <= {"uint8 x int8 -> int32", "int8 x int8 -> int32"}
+    assert w8a8["peak_rss_bytes"] >= w8a8["runtime_rss_bytes"] > 0
+
+
+def test_interrupted_search_keeps_completed_trials_and_resumes(sqlite_url):
+    def stop_after_two(done, total, trial):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg(sqlite_url, trials=5), on_trial=stop_after_two)
+    study = load_study("s", sqlite_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2
+    out = run_search(cfg(sqlite_url, trials=2))
+    assert out.trials_run == 2
+    study = load_study("s", sqlite_url)
+    labels = [t.user_attrs["result"]["plan_label"] for t in study.trials if "result" in t.user_attrs]
+    assert labels[:3] == ["fp32", "w8a8", "w8a8 p0.25"]  # the waiting baseline ran, none was enqueued twice
+    assert labels.count("fp32") == 1 or "reused_from_trial" in study.trials[labels.index("fp32", 1)].user_attrs
+
+
+def test_a_baseline_interrupted_under_the_objective_runs_on_resume(sqlite_url, monkeypatch):
+    import autocomp.candidate as candidate
+
+    real = candidate.evaluate_plan
+
+    def interrupted(ctx, plan):
+        if plan.summary() == "w8a8":
+            raise KeyboardInterrupt
+        return real(ctx, plan)
+
+    monkeypatch.setattr(candidate, "evaluate_plan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg(sqlite_url, trials=3, jobs=1))
+    monkeypatch.setattr(candidate, "evaluate_plan", real)
+    trials = load_study("s", sqlite_url).trials
+    assert trials[1].state == optuna.trial.TrialState.FAIL and "error" not in trials[1].user_attrs
+    run_search(cfg(sqlite_url, trials=2, jobs=1))  # the waiting baseline, then the interrupted one again
+    labels = [t.user_attrs["result"]["plan_label"] for t in load_study("s", sqlite_url).trials if "result" in t.user_attrs]
+    assert labels == ["fp32", "w8a8 p0.25", "w8a8"]
+
+
+def test_resuming_with_other_settings_is_refused(sqlite_url):
+    run_search(cfg(sqlite_url, trials=1))
+    with pytest.raises(UserError, match="max_accuracy_drop"):
+        run_search(cfg(sqlite_url, trials=1, max_accuracy_drop=0.05))
+    assert len(load_study("s", sqlite_url).trials) == 3  # nothing was added by the refused run
+
+
+def test_a_failing_candidate_is_recorded_and_the_search_goes_on(sqlite_url, monkeypatch):
+    import autocomp.candidate as candidate
+
+    real = candidate.evaluate_plan
+
+    def flaky(ctx, plan):
+        if plan.summary() == "w8a8":
+            raise CandidateError("TVM compile for host failed: injected")
+        return real(ctx, plan)
+
+    monkeypatch.setattr(candidate, "evaluate_plan", flaky)
+    out = run_search(cfg(sqlite_url, trials=3, jobs=1))  # in this process, where the patch is
+    assert out.failed == 1
+    failed = [t for t in load_study("s", sqlite_url).trials if t.state == optuna.trial.TrialState.FAIL]
+    assert "injected" in failed[0].user_attrs["error"]
+
+
+def test_parallel_builds_are_stopped_while_a_candidate_is_timed(sqlite_url):
+    """Two compile workers build candidates; this process times each with the workers stopped."""
+    import os
+
+    out = run_search(cfg(sqlite_url, trials=4, jobs=2, max_accuracy_drop=0.05))
+    assert (out.trials_run, out.failed) == (4, 0)
+    results = [t.user_attrs["result"] for t in load_study("s", sqlite_url).trials]
+    assert {r["plan_label"] for r in results} >= {"fp32", "w8a8", "w8a8 p0.25"}
+    for r in results:
+        details = r["measure_details"]
+        assert details["built_by_pid"] != os.getpid()  # compiled in a worker
+        assert details["worker_cpu_ticks_while_timed"] == 0  # which used no CPU while this one was timed
+        assert r["latency_ms"] > 0 and r["latency_samples"] > 0 and r["accuracy_source"] == "compiled"
+        assert r["peak_rss_bytes"] > 0
+        assert set(r["timings_s"]) >= {"compress", "simulate", "lower", "compile", "latency", "evaluate", "peak_rss"}
+
+
+@pytest.mark.parametrize("kw, message", [({"trials": 0}, "--trials"), ({"max_accuracy_drop": 2.0}, "max-accuracy-drop"),
+                                         ({"jobs": -1}, "--jobs")])
+def test_bad_config_fails_before_touching_storage(tmp_path, kw, message):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(UserError, match=message):
+        run_search(cfg(url, **kw))
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_load_study_lists_what_exists(sqlite_url):
+    run_search(cfg(sqlite_url, trials=1))
+    with pytest.raises(UserError, match="studies there: s"):
+        load_study("other", sqlite_url)
+
+
+def test_default_study_name():
+    assert study_mod.default_study_name(None, "host") == "fashion-mnist@host"
+    assert study_mod.default_study_name("pkg.mod:fn", "rpi4") == "pkg.mod.fn@rpi4"
+
+
+def test_a_study_keeps_the_winograd_mode_it_was_measured_with(sqlite_url, tmp_path, monkeypatch):
+    """Latencies and weight bytes of fp32 convs depend on the profile's winograd key: a resumed study
+    or an exported trial with another mode would mix (or ship) other kernels than were measured."""
+    from autocomp.artifacts.export import export_trial
+    from autocomp.device.profiles import BUILTIN_DIR
+
+    run_search(cfg(sqlite_url, trials=1))
+    assert load_study("s", sqlite_url).user_attrs[study_mod.ATTR]["winograd"] == "auto"
+    (tmp_path / "host.toml").write_text('winograd = "off"\n' + (BUILTIN_DIR / "host.toml").read_text())
+    monkeypatch.setenv("AUTOCOMP_PROFILE_PATH", str(tmp_path))
+    with pytest.raises(UserError, match="winograd = 'auto', not 'off'"):
+        run_search(cfg(sqlite_url, trials=1))
+    with pytest.raises(UserError, match="winograd = 'auto'.*now says 'off'"):
+        export_trial("s", sqlite_url, 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert len(load_study("s", sqlite_url).trials) == 3
