@@ -139,7 +139,7 @@ RULES: tuple[Rule, ...] = (
     Rule("dense conv", lambda k: k.conv, _dense),
     Rule("depthwise conv", lambda k: find_depthwise(s_tir.Schedule(k.func)), _depthwise),
     Rule("other conv2d", lambda k: "conv2d" in k.name or None,
-         lambda k, _: Scheduled(None, "default schedule (not a plain NCHW or depthwise conv2d: grouped)")),
+         lambda k, _: Scheduled(None, "default schedule (grouped conv2d: no template)")),
     Rule("matmul", lambda k: True, _template(schedule_matmul, "matmul template"), errors_fall_through=True),
     Rule("elementwise", lambda k: True, _template(schedule_elementwise, "elementwise template"),
          errors_fall_through=True),
