@@ -6,6 +6,7 @@ the same stages, so a figure means the same thing wherever it is printed.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -93,7 +94,8 @@ class Context:
         return runner_for(self.profile, self.options)
 
 
-def check_candidate_flags(tracker: str | None, estimate: bool, tune_trials: int, finetune_steps: int) -> None:
+def check_candidate_flags(tracker: str | None, estimate: bool, tune_trials: int, finetune_steps: int,
+                          tracker_timeout_s: float = 10.0) -> None:
     """The flags every command that evaluates candidates takes (search, evaluate): one line naming the
     bad one, before anything is loaded or written."""
     if tracker is not None:
@@ -106,6 +108,8 @@ def check_candidate_flags(tracker: str | None, estimate: bool, tune_trials: int,
         raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
     if estimate and tracker:
         raise UserError("--estimate and --tracker exclude each other: measure on the farm, or estimate")
+    if not (math.isfinite(tracker_timeout_s) and tracker_timeout_s > 0):
+        raise UserError(f"--tracker-timeout must be positive seconds, got {tracker_timeout_s}")
 
 
 def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_steps: int = 0,
@@ -113,14 +117,47 @@ def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_st
     from autocomp.device import hostcpu
     from autocomp.build.kernels.tuning import TuningDB
 
-    model = task.build_model().eval()
+    model = _checked_model(task)
     layers = searchable_layers(model)
+    if not layers:
+        kinds = sorted({type(m).__name__ for m in model.modules() if not list(m.children())})
+        raise UserError(f"nothing to search: task {task.name}'s model has no Conv2d or Linear layer "
+                        f"(its layer types: {', '.join(kinds) or 'none'})")
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
     prunable = prunable_layers(model, task.example_input, protected)
     # tiles are timed on this machine, so only a profile measured here gets a tuning database
     db = TuningDB.for_profile(profile.name) if profile.measure == "local" and profile.kind == "cpu" else None
     return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options,
                    finetune_steps, tune_trials, db)
+
+
+def _checked_model(task: Task) -> nn.Module:
+    """The task's fp32 model, once it is known to run on its example input, give finite outputs and
+    export with torch.export: each of these failing would otherwise fail every trial, one by one."""
+    import torch
+
+    from autocomp.errors import first_line
+    from autocomp.lower.relax import check_exportable
+
+    try:
+        model = task.build_model().eval()
+    except UserError:
+        raise
+    except Exception as exc:  # the user's code
+        raise UserError(f"task {task.name}: build_model() raised {type(exc).__name__}: {first_line(exc)}") from exc
+    shape = tuple(task.example_input.shape)
+    try:
+        with torch.no_grad():
+            out = model(task.example_input)
+    except Exception as exc:
+        raise UserError(f"task {task.name}: the model fails on its example_input of shape {shape} "
+                        f"({type(exc).__name__}: {first_line(exc)}); give an input of the shape the model takes") from exc
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    if not all(torch.is_tensor(o) and bool(torch.isfinite(o).all()) for o in outs):
+        raise UserError(f"task {task.name}: the fp32 model's outputs on its example_input are not finite "
+                        "(NaN or inf); check its weights and input normalisation")
+    check_exportable(model, task.example_input, task.name)
+    return model
 
 
 @dataclass
@@ -264,14 +301,15 @@ def time_untimed(ctx: Context, untimed: Untimed) -> CandidateResult:
 
     from autocomp.measure.local import LocalRunner, LocalSession
 
-    t, start = time.perf_counter(), time.time()
+    t = time.perf_counter()
     with np.load(untimed.params) as npz:
         params = tuple(npz[f"arr_{i}"] for i in range(len(npz.files)))
     session = LocalSession.from_library(untimed.library, params)
-    latency = LocalRunner(ctx.profile.measurement).time(session, ctx.task.example_input.numpy())
+    runner = LocalRunner(ctx.profile.measurement)
+    latency = runner.time(session, ctx.task.example_input.numpy())
     r = untimed.result
     timings = {**r.timings_s, "latency": round(time.perf_counter() - t, 3)}
-    details = {**r.measure_details, "timing_window": [start, time.time()]}
+    details = {**r.measure_details, **runner.last_window}
     return replace(r, latency_ms=latency.median_ms, latency_p10_ms=latency.p10_ms, latency_p90_ms=latency.p90_ms,
                    latency_samples=latency.samples, timings_s=timings, measure_details=details,
                    latency_threads=latency.threads)
@@ -313,8 +351,13 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
 
 
 def fp32_accuracy(ctx: Context) -> float:
+    """The baseline every accuracy drop is measured from; a broken fp32 model stops the search here."""
+    from autocomp.errors import CandidateError
     from autocomp.measure import accuracy
 
-    return accuracy.accuracy_torch(ctx.model, ctx.task)
+    try:
+        return accuracy.accuracy_torch(ctx.model, ctx.task)
+    except CandidateError as exc:
+        raise UserError(f"task {ctx.task.name}: {exc} with the fp32 model; check its weights and inputs") from exc
 
 

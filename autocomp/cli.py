@@ -25,7 +25,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     from autocomp.device import profiles
 
-    rows = profiles.load_all()
+    rows, broken = profiles.load_all()
+    for line in broken:
+        print(f"autocomp: skipped {line}", file=sys.stderr)
     farm: dict[str, dict[str, int]] = {}
     if args.tracker:
         from autocomp.measure.rpc import tracker_summary
@@ -71,7 +73,7 @@ def _search_config(args: argparse.Namespace):
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
                         seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
                         estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials,
-                        jobs=args.jobs)
+                        jobs=args.jobs, tracker_timeout_s=args.tracker_timeout)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -81,6 +83,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from autocomp.reports import table
     from autocomp.study import search as study_mod
+    from autocomp.study.storage import redact
 
     cfg = _search_config(args)  # prepare_search validates it
     console = _console()
@@ -106,8 +109,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     with progress:
         bar = progress.add_task("", total=cfg.trials)
         outcome = prepared.run(on_trial)
-    print(f"study '{outcome.study}' in {outcome.storage}: {outcome.trials_run} trials in "
-          f"{outcome.elapsed_s:.0f} s ({outcome.trials_total} in all, {outcome.failed} failed)")
+    print(f"this worker ran {outcome.trials_run} trials in {outcome.elapsed_s:.0f} s (sampler seed {outcome.seed}); "
+          f"study '{outcome.study}' in {redact(outcome.storage)} has {outcome.trials_total} in all, "
+          f"{outcome.failed} failed")
+    if outcome.trials_run and len(outcome.errors) == outcome.trials_run:
+        print(f"autocomp: every trial of this run failed; the first: {outcome.errors[0]}", file=sys.stderr)
+        return 1
     study = study_mod.load_study(outcome.study, outcome.storage)
     _print_front(study, as_json=False)
     return 0
@@ -154,6 +161,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from autocomp.artifacts.verify import verify
+
+    checked, problems = verify(Path(args.dir))
+    for line in problems:
+        print(f"{args.dir}: {line}")
+    if problems:
+        print(f"autocomp: {args.dir} does not match its manifest ({len(problems)} problems)", file=sys.stderr)
+        return 1
+    print(f"{args.dir}: all {checked} files match manifest.json")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from autocomp.candidate import check_candidate_flags, evaluate_plan, prepare, resolve_plan
     from autocomp.device.profiles import load_profile
@@ -161,6 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from autocomp.tasks import load_task
 
     profile = load_profile(args.device)
+    profile.tvm_target()  # a target TVM rejects fails now, before a model is trained
     if args.compile_only:
         if not args.out:
             raise UserError("--compile-only needs --out DIR for the compiled library")
@@ -179,8 +200,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--out is only for --compile-only; use 'autocomp export' for a searched trial")
     from autocomp.measure.base import MeasureOptions
 
-    check_candidate_flags(args.tracker, args.estimate, args.tune_trials, args.finetune_steps)
-    options = MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key, estimate=args.estimate)
+    check_candidate_flags(args.tracker, args.estimate, args.tune_trials, args.finetune_steps, args.tracker_timeout)
+    options = MeasureOptions(tracker=args.tracker, rpc_key=args.rpc_key, estimate=args.estimate,
+                             tracker_timeout_s=args.tracker_timeout)
     runner_for(profile, options)
     ctx = prepare(load_task(args.task), profile, options, args.finetune_steps, args.tune_trials)
     plan = resolve_plan(args.plan, ctx)
@@ -210,6 +232,8 @@ def _add_measure(p: argparse.ArgumentParser) -> None:
                         "(default 0: recorded and default tiles only)")
     p.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker: measure on a device registered there")
     p.add_argument("--rpc-key", help="device key at the tracker (default: the profile's rpc_key)")
+    p.add_argument("--tracker-timeout", type=float, default=10.0,
+                   help="seconds the tracker may take to accept a connection (default 10)")
     p.add_argument("--estimate", action="store_true",
                    help="no device: estimate latency from the profile's [estimate] rates (labelled 'estimate')")
 
@@ -270,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="check an exported directory against its manifest",
+                       description="Check every file of an 'autocomp export' directory against the sha256 and size "
+                                   "in its manifest.json; exit 1 on any difference.")
+    p.add_argument("dir", help="the exported directory")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

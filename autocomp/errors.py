@@ -13,3 +13,12 @@ class UserError(Exception):
 
 class CandidateError(Exception):
     """One candidate could not be compressed, compiled or measured; the search goes on."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (the type's name when it has none): what a
+    one-line error quotes from a library's multi-line message."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

@@ -15,7 +15,7 @@ from autocomp.errors import UserError
 
 W_BITS_ALLOWED = (2, 4, 8, 16, 32)
 A_BITS_ALLOWED = (8, 16, 32)
-MAX_PRUNE = 0.9
+MAX_PRUNE = 0.75  # the widest ratio the search space offers; beyond it layers keep too few channels
 _TYPE = "autocomp.CompressionPlan"
 _VERSION = 1
 
@@ -86,15 +86,20 @@ class CompressionPlan:
                 f"compression plan version {data.get('_version')!r} is not supported "
                 f"(this autocomp reads version {_VERSION})"
             )
-        try:
-            return cls(
-                tuple(
-                    LayerPlan(str(d["name"]), int(d["w_bits"]), int(d["a_bits"]), float(d["prune"]))
-                    for d in data["layers"]
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"malformed compression plan: {exc!r}") from exc
+        layers = data.get("layers")
+        if not isinstance(layers, list):
+            raise UserError("malformed compression plan: 'layers' must be a list of layer objects")
+        out = []
+        for i, d in enumerate(layers):
+            if not isinstance(d, dict) or set(d) != {"name", "w_bits", "a_bits", "prune"}:
+                raise UserError(f"malformed compression plan: layer {i} must have exactly the keys name, w_bits, "
+                                f"a_bits, prune (got {sorted(d) if isinstance(d, dict) else type(d).__name__})")
+            for key, types in (("name", (str,)), ("w_bits", (int,)), ("a_bits", (int,)), ("prune", (int, float))):
+                if not isinstance(d[key], types) or isinstance(d[key], bool):
+                    raise UserError(f"malformed compression plan: layer {i} ({d.get('name')!r}): {key} must be "
+                                    f"{' or '.join(t.__name__ for t in types)}, got {type(d[key]).__name__} {d[key]!r}")
+            out.append(LayerPlan(d["name"], d["w_bits"], d["a_bits"], float(d["prune"])))
+        return cls(tuple(out))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

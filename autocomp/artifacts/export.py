@@ -41,13 +41,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-
 ONNX_OPSET = 17
 
 
@@ -145,7 +138,8 @@ def atomic_directory(out: Path, force: bool, fill: Callable[[Path], dict[str, An
         raise UserError(f"{out} already exists and is not empty; choose another --out or pass --force")
     if not out.parent.is_dir():
         raise UserError(f"the parent directory of --out ({out.parent}) does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _remove_dead_writers(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the artifact directory is meant to be shared
     try:
         manifest = fill(tmp)
@@ -163,6 +157,16 @@ def atomic_directory(out: Path, force: bool, fill: Callable[[Path], dict[str, An
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _remove_dead_writers(out: Path) -> None:
+    """Temporary siblings left by an export that was killed (its PID is in the name) are garbage."""
+    import psutil
+
+    for stale in out.parent.glob(f".{out.name}.tmp-*-*"):
+        pid = stale.name[len(f".{out.name}.tmp-"):].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def compile_only(ctx: Any, plan: Any, out: Path, force: bool = False) -> dict[str, Any]:
@@ -183,7 +187,8 @@ def compile_only(ctx: Any, plan: Any, out: Path, force: bool = False) -> dict[st
 def export_trial(study_name: str, storage: str | None, trial_number: int, out: Path, force: bool = False) -> dict[str, Any]:
     """Write the artifacts of one completed trial to `out`; returns the manifest."""
     from autocomp.study import pareto
-    from autocomp.study import search
+    from autocomp.study import config, search
+    from autocomp.study import storage as storage_mod
     from autocomp.candidate import prepare
     from autocomp.device.profiles import load_profile
     from autocomp.tasks import load_task
@@ -192,12 +197,12 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
         raise UserError(f"{out} already exists and is not empty; choose another --out or pass --force")
     study = search.load_study(study_name, storage)
     trial = pareto.find_trial(study, trial_number)
-    settings = study.user_attrs.get(search.ATTR, {})
+    settings = study.user_attrs.get(config.ATTR, {})
     plan = search.plan_of(trial)
     profile = load_profile(settings.get("device", "host"))
-    if profile.winograd != search.stored_winograd(settings):
+    if profile.winograd != config.stored_winograd(settings):
         raise UserError(
-            f"study '{study_name}' was measured with the device profile's winograd = {search.stored_winograd(settings)!r}, "
+            f"study '{study_name}' was measured with the device profile's winograd = {config.stored_winograd(settings)!r}, "
             f"but profile {profile.name} now says {profile.winograd!r}: the exported library would not be the one "
             "measured; set the profile's winograd back to export this trial")
     ctx = prepare(load_task(settings.get("task_spec")), profile, finetune_steps=settings.get("finetune_steps", 0))
@@ -211,7 +216,7 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
             "_version": MANIFEST_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "study": study_name,
-            "storage": _redact(search_storage_url(storage)),
+            "storage": storage_mod.redact(storage_mod.normalise(storage, create=False)),
             "trial": trial.number,
             "task": settings.get("task"),
             "device": profile.name,
@@ -231,9 +236,3 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
         }
 
     return atomic_directory(out, force, fill)
-
-
-def search_storage_url(storage: str | None) -> str:
-    from autocomp.study import storage as storage_mod
-
-    return storage_mod.normalise(storage, create=False)

@@ -126,6 +126,8 @@ def parse_profile(path: Path) -> DeviceProfile:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise _fail(path, f"is not a text file (byte {exc.start} is not UTF-8); a profile is TOML text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, f"is not valid TOML ({exc})") from exc
     known = {f.name for f in fields(DeviceProfile)} - {"source"}
@@ -219,5 +221,13 @@ def load_profile(name: str) -> DeviceProfile:
     return parse_profile(names[name])
 
 
-def load_all() -> list[DeviceProfile]:
-    return [parse_profile(p) for p in available().values()]
+def load_all() -> tuple[list[DeviceProfile], list[str]]:
+    """Every profile that loads, and one line for each that does not (a broken user profile must not
+    hide the others)."""
+    good, bad = [], []
+    for path in available().values():
+        try:
+            good.append(parse_profile(path))
+        except UserError as exc:
+            bad.append(str(exc))
+    return good, bad

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autocomp.errors import CandidateError
+from autocomp.errors import CandidateError, UserError, first_line
 from autocomp.lower import relax_ops
 
 
@@ -24,6 +24,23 @@ class LoweredModel:
     param_names: tuple[str, ...]
     input_shape: tuple[int, ...]
     input_dtype: str
+
+
+def check_exportable(model: nn.Module, example_input: torch.Tensor, name: str) -> None:
+    """A UserError naming what torch.export cannot trace (data-dependent control flow, unsupported
+    Python), with the line of the model's code it points at, instead of a graph dump per trial."""
+    import re
+
+    try:
+        with torch.no_grad():
+            torch.export.export(model.eval(), (example_input,))
+    except Exception as exc:
+        text = str(exc)
+        where = re.findall(r'File "([^"]+)", line (\d+), in (\w+)', text)
+        user = [w for w in where if "site-packages" not in w[0] and "/torch/" not in w[0]]
+        at = f" at {user[-1][0]}:{user[-1][1]} ({user[-1][2]})" if user else ""
+        raise UserError(f"task {name}: torch.export cannot export the model{at}: {type(exc).__name__}: "
+                        f"{first_line(exc)}; make it traceable (e.g. no Python `if` on tensor values)") from exc
 
 
 def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = False,

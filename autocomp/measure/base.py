@@ -65,6 +65,7 @@ class MeasureOptions:
     rpc_key: str | None = None  # default: the profile's rpc_key
     estimate: bool = False
     timeout_s: float = 120.0  # per remote measurement
+    tracker_timeout_s: float = 10.0  # for the tracker to accept a connection
     retries: int = 2  # other devices tried after a failure
 
 

@@ -52,24 +52,32 @@ class LocalRunner:
     def __init__(self, measurement: Measurement, peak_rss: bool = True) -> None:
         self.measurement = measurement
         self.peak_rss = peak_rss
+        self.last_window: dict[str, Any] = {}
 
     def session(self, built: BuildResult) -> LocalSession:
         return LocalSession(built)
 
     def time(self, session: LocalSession, example_input: np.ndarray) -> Latency:
+        """Time the session under this machine's timing lock (lock.py): no other autocomp process times
+        on these cores meanwhile (device/timing_lock.py). `last_window` records when, for the details."""
+        import time
+
         import tvm
 
         from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
+        from autocomp.device.timing_lock import timing_lock
 
         m = self.measurement
         threads = use_threads(local_threads(m))
         args = session.args(example_input)
-        with master_off_worker_cores():
+        with timing_lock() as waited_s, master_off_worker_cores():
+            start = time.time()
             for _ in range(m.warmup):
                 session.vm["main"](*args)
             timer = session.vm.time_evaluator("main", tvm.cpu(), number=m.number, repeat=m.repeat,
                                               min_repeat_ms=m.min_repeat_ms)
             results = timer(*args).results
+            self.last_window = {"timing_window": [start, time.time()], "timing_lock_wait_s": round(waited_s, 3)}
         return Latency.from_seconds(results, m, threads)
 
     def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True) -> RunResult:
@@ -91,6 +99,9 @@ class LocalRunner:
 
             rss = measure_peak_rss(built, tuple(task.example_input.shape), local_threads(self.measurement))
         timings = {"latency": t1 - t0, "evaluate": t2 - t1, "peak_rss": time.perf_counter() - t2}
-        if not timed:
+        details: dict[str, Any] = {"timings_s": timings}
+        if timed:
+            details.update(self.last_window)
+        else:
             del timings["latency"]
-        return RunResult(latency, self.measured_on, acc, "compiled", rss, {"timings_s": timings})
+        return RunResult(latency, self.measured_on, acc, "compiled", rss, details)

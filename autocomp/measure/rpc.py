@@ -23,6 +23,7 @@ from autocomp.device.threads import remote_threads
 from autocomp.device.profiles import DeviceProfile
 
 AGREEMENT_SAMPLES = 32
+TRACKER_TIMEOUT_S = 10.0  # how long a tracker may take to accept a connection (--tracker-timeout)
 AGREEMENT_ATOL = 1e-3  # fp32 outputs of the same plan; integer layers agree exactly up to FMA ties
 
 
@@ -33,12 +34,21 @@ def parse_tracker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def tracker_summary(tracker: str) -> dict[str, dict[str, int]]:
+def tracker_summary(tracker: str, timeout_s: float = TRACKER_TIMEOUT_S) -> dict[str, dict[str, int]]:
     """Per key: servers registered (total), free, busy (total - free) and requests waiting (pending):
     the tracker's own summary."""
+    import socket
+
     from tvm import rpc
 
     host, port = parse_tracker(tracker)
+    try:  # TVM's client retries for a minute, logging every try: ask the port once first
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach the RPC tracker at {tracker} within {timeout_s:g} s ({exc.strerror or exc}); is it "
+            f"running? (python -m tvm.exec.rpc_tracker --host {host} --port {port}; --tracker-timeout waits longer)"
+        ) from exc
     try:
         session = rpc.connect_tracker(host, port)
         data = session.summary()
@@ -69,7 +79,7 @@ class RPCRunner:
         self.key = options.rpc_key or profile.rpc_key
         if not self.key:
             raise UserError(f"device '{profile.name}' has no rpc_key; pass --rpc-key KEY")
-        summary = tracker_summary(self.tracker)
+        summary = tracker_summary(self.tracker, options.tracker_timeout_s)
         if summary.get(self.key, {}).get("total", 0) == 0:
             keys = ", ".join(f"{k} ({v['total']})" for k, v in sorted(summary.items())) or "none"
             raise UserError(

@@ -6,126 +6,27 @@ attributes, so a killed search loses only the trial in flight and rerunning the 
 
 from __future__ import annotations
 
-import json
+import os
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from autocomp.errors import CandidateError, UserError
 from autocomp.plan import CompressionPlan
+from autocomp.study import liveness
+from autocomp.study.config import (
+    ATTR,
+    DIRECTIONS,
+    SearchConfig,
+    SearchOutcome,
+    check_compatible,
+    constraint_values,
+    default_study_name,
+    make_sampler,
+    settings_for,
+)
 from autocomp.study.space import SearchSpace
-
-STUDY_VERSION = 1
-ATTR = "autocomp"  # study user attr holding the study's fixed settings
-DIRECTIONS = ("minimize", "minimize", "maximize")  # latency_ms, memory_bytes, accuracy
-OBJECTIVES = ("latency_ms", "memory_bytes", "accuracy")
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    device: str = "host"
-    task: str | None = None
-    trials: int = 24
-    max_accuracy_drop: float = 0.01
-    study: str | None = None
-    storage: str | None = None
-    seed: int = 0
-    timeout_s: float | None = None
-    tracker: str | None = None
-    rpc_key: str | None = None
-    estimate: bool = False
-    finetune_steps: int = 0
-    tune_trials: int = 0
-    jobs: int = 0  # candidates compiled at once (0: one per core); see buildpool.py
-
-    def measure_options(self) -> Any:
-        from autocomp.measure.base import MeasureOptions
-
-        return MeasureOptions(tracker=self.tracker, rpc_key=self.rpc_key, estimate=self.estimate)
-
-    def validate(self) -> None:
-        from autocomp.candidate import check_candidate_flags
-
-        if self.trials < 1:
-            raise UserError(f"--trials must be at least 1, got {self.trials}")
-        if not 0.0 <= self.max_accuracy_drop <= 1.0:
-            raise UserError(f"--max-accuracy-drop must be a fraction in [0, 1] (0.01 = one point), got {self.max_accuracy_drop}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise UserError(f"--timeout must be positive seconds, got {self.timeout_s}")
-        if self.jobs < 0:
-            raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
-        check_candidate_flags(self.tracker, self.estimate, self.tune_trials, self.finetune_steps)
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    study: str
-    storage: str
-    trials_run: int
-    trials_total: int
-    failed: int
-    elapsed_s: float
-
-
-def default_study_name(task: str | None, device: str) -> str:
-    from autocomp.tasks import DEFAULT_TASK
-
-    return f"{(task or DEFAULT_TASK).replace(':', '.')}@{device}"
-
-
-def constraint_values(result: Any, baseline_accuracy: float, max_drop: float, memory_limit_bytes: int) -> dict[str, float]:
-    """Optuna constraints (> 0 is a violation): accuracy drop over the limit, memory over the device's."""
-    drop = round(baseline_accuracy - result.accuracy_compiled, 9)
-    values = {"accuracy_drop": drop - max_drop}
-    if memory_limit_bytes:
-        values["memory"] = float(result.memory_bytes - memory_limit_bytes)
-    return values
-
-
-def make_sampler(seed: int) -> Any:
-    """TPE reads the trials' constraints (Trial.set_constraint) and favours feasible regions."""
-    import optuna
-
-    # constant_liar: trials asked together (parallel builds) are not sampled as if the others did not exist
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
-
-
-def _settings(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str) -> dict[str, Any]:
-    settings = {
-        "version": STUDY_VERSION,
-        "task": task_name,
-        "task_spec": cfg.task or task_name,
-        "device": cfg.device,
-        "max_accuracy_drop": cfg.max_accuracy_drop,
-        "finetune_steps": cfg.finetune_steps,
-        "measure": "estimate" if cfg.estimate else ("emulated" if (cfg.rpc_key or "").endswith("-emulated") else "device"),
-        "baseline_accuracy": baseline,
-        "space": space.to_dict(),
-        "objectives": list(OBJECTIVES),
-        "winograd": winograd,  # the profile's key: which conv kernels the latencies and memory are of
-    }
-    return json.loads(json.dumps(settings))  # as it reads back from storage (tuples become lists)
-
-
-def _check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-    for key in ("version", "task", "device", "max_accuracy_drop", "space", "measure", "finetune_steps"):
-        if stored.get(key) != wanted.get(key):
-            raise UserError(
-                f"study '{name}' was made with {key}={stored.get(key)!r}, not {wanted.get(key)!r}; "
-                "use another --study name, or the same settings to resume it"
-            )
-    was = stored_winograd(stored)
-    if was != wanted.get("winograd"):
-        raise UserError(
-            f"study '{name}' was measured with the device profile's winograd = {was!r}, not {wanted.get('winograd')!r}; "
-            f"use another --study name, or set winograd = \"{was}\" in the profile to resume it"
-        )
-
-
-def stored_winograd(settings: dict[str, Any]) -> str:
-    """A study's winograd mode; studies from before the key existed ran every conv direct."""
-    return str(settings.get("winograd", "off"))
-
 
 @dataclass
 class PreparedSearch:
@@ -137,6 +38,8 @@ class PreparedSearch:
     space: SearchSpace
     ctx: Any  # candidate.Context
     baseline: float
+    seed: int  # this worker's sampler seed
+    worker: dict[str, Any] = field(default_factory=liveness.this_worker)
 
     def jobs(self) -> int:
         """Parallel compiles: one per core by default, at most one per trial. Tile tuning times kernels
@@ -148,31 +51,50 @@ class PreparedSearch:
         return max(1, min(self.cfg.jobs or default_jobs(), self.cfg.trials))
 
     def run(self, on_trial: Callable[[int, int, Any], None] | None = None) -> SearchOutcome:
+        """`cfg.trials` trials by this worker; others may be adding trials to the same study meanwhile."""
         import optuna
 
         study, t0 = self.study, time.perf_counter()
-        before, finished_before = _started(study), _finished(study)
+        mine: list[int] = []  # trials this worker finished
 
         def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            mine.append(trial.number)
             if on_trial is not None:
-                on_trial(_finished(study) - finished_before, self.cfg.trials, trial)
+                on_trial(len(mine), self.cfg.trials, trial)
 
-        if self.jobs() > 1:
-            self._run_parallel(callback)
-        else:
-            study.optimize(
-                self._objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
-                callbacks=[callback], gc_after_trial=True,
-            )
+        try:
+            if self.jobs() > 1:
+                self._run_parallel(callback)
+            else:
+                study.optimize(
+                    self._objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
+                    callbacks=[callback], gc_after_trial=True,
+                )
+        except KeyboardInterrupt:
+            self._requeue_interrupted()
+            raise
         trials = study.get_trials(deepcopy=False)
+        failed_here = [t for t in trials if t.number in mine and t.state == optuna.trial.TrialState.FAIL]
         return SearchOutcome(
             study=study.study_name,
             storage=self.url,
-            trials_run=_started(study) - before,
+            trials_run=len(mine),
             trials_total=len(trials),
             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
             elapsed_s=time.perf_counter() - t0,
+            seed=self.seed,
+            errors=tuple(str(t.user_attrs.get("error", "no error recorded")) for t in failed_here),
         )
+
+    def _requeue_interrupted(self) -> None:
+        """Ctrl-C inside a trial: Optuna failed it; queue its plan again so the next run measures it."""
+        import optuna
+
+        from autocomp.study.storage import requeue
+
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+            if t.user_attrs.get(liveness.ATTR) == self.worker and "error" not in t.user_attrs:
+                requeue(self.study, t)
 
     def _suggest(self, trial: Any) -> tuple[CompressionPlan, Any]:
         """The trial's plan, and the result of an identical plan measured before (reused, and said so)."""
@@ -180,6 +102,7 @@ class PreparedSearch:
 
         from autocomp.candidate import CandidateResult
 
+        trial.set_user_attr(liveness.ATTR, self.worker)
         plan = self.space.suggest(trial)
         trial.set_user_attr("plan", plan.to_dict())
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -222,8 +145,9 @@ class PreparedSearch:
 
         import optuna
 
-        from autocomp.study.buildpool import BuildPool, WorkerSpec
         from autocomp.measure.local import LocalRunner
+        from autocomp.study.buildpool import BuildPool, WorkerSpec
+        from autocomp.study.storage import HEARTBEAT_S, fail_stale_trials
 
         cfg, ctx, study = self.cfg, self.ctx, self.study
         local = isinstance(ctx.runner(), LocalRunner)
@@ -242,7 +166,10 @@ class PreparedSearch:
         try:
             while True:
                 while left > 0 and len(in_flight) < self.jobs() and (deadline is None or time.perf_counter() < deadline):
-                    trial = study.ask()
+                    fail_stale_trials(study)  # what study.optimize does before each trial
+                    with warnings.catch_warnings():  # heartbeats: recorded below, while the trial compiles
+                        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                        trial = study.ask()
                     left -= 1
                     plan, reused = self._suggest(trial)
                     if reused is not None:
@@ -251,7 +178,9 @@ class PreparedSearch:
                         in_flight[pool.submit(plan)] = trial
                 if not in_flight:
                     break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+                for trial in in_flight.values():  # the compiles are alive: say so (storage.py)
+                    study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - no public accessor
                 for future in done:
                     tell(in_flight.pop(future), pool.finish(future))
         finally:
@@ -277,37 +206,31 @@ def _baseline_settled(study: Any, params: dict[str, Any]) -> bool:
     return False
 
 
-def _finished(study: Any) -> int:
-    import optuna
-
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
-
-
-def _started(study: Any) -> int:
-    """Trials that ran or run (enqueued baselines wait in the study until a worker takes them)."""
-    import optuna
-
-    return sum(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
-
-
 def run_search(cfg: SearchConfig, on_trial: Callable[[int, int, Any], None] | None = None) -> SearchOutcome:
     """Run `cfg.trials` more trials of the study (creating or resuming it)."""
     return prepare_search(cfg).run(on_trial)
 
 
 def prepare_search(cfg: SearchConfig) -> PreparedSearch:
-    """Check every input, load the task and open (or create) the study; nothing is written on error."""
+    """Check every input, load the task and open (or create, or join) the study; nothing is written
+    on error.
+
+    Many workers may run this on one study at once (`autocomp search` with the same --study and
+    --storage, on one machine or many): exactly one creates the study (the storage decides) and
+    enqueues the baselines before it writes the settings, which tell the others the study is ready.
+    Every other worker samples with its own seed, and first fails the trials of dead workers and
+    queues their plans again (liveness.py, storage.py), so a killed search loses nothing."""
     import optuna
 
-    from autocomp.study import storage as storage_mod
     from autocomp.candidate import fp32_accuracy, prepare
-    from autocomp.measure.runners import runner_for
     from autocomp.device.profiles import load_profile
+    from autocomp.measure.runners import runner_for
+    from autocomp.study import storage as storage_mod
     from autocomp.tasks import load_task
 
     cfg.validate()
     profile = load_profile(cfg.device)
+    profile.tvm_target()  # a target TVM rejects fails now, before a model is trained
     options = cfg.measure_options()
     runner_for(profile, options)  # a device we cannot measure on fails here, before anything is written
     url = storage_mod.normalise(cfg.storage, create=True)
@@ -316,29 +239,47 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
     space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
     baseline = fp32_accuracy(ctx)
-    wanted = _settings(cfg, task.name, space, baseline, profile.winograd)
+    wanted = settings_for(cfg, task.name, space, baseline, profile.winograd)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by autocomp, once
     storage = storage_mod.open_storage(url, create=True)
+    seed = cfg.seed
     try:
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, directions=list(DIRECTIONS),
-            sampler=make_sampler(cfg.seed), load_if_exists=True,
-        )
+        study = optuna.create_study(study_name=study_name, storage=storage, directions=list(DIRECTIONS),
+                                    sampler=make_sampler(seed))
+        stored = None
+    except optuna.exceptions.DuplicatedStudyError:
+        seed = cfg.seed + os.getpid()  # a joining (or resuming) worker: not the trials the others sample
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(seed))
+        stored = _settings_of(study)
+        if stored is not None:
+            check_compatible(study_name, stored, wanted)
+            baseline = stored["baseline_accuracy"]
+        liveness.fail_dead_trials(study)
+        storage_mod.fail_stale_trials(study)
     except ValueError as exc:
-        raise UserError(f"study '{study_name}' in {url} cannot be used: {exc}") from exc
-    stored = study.user_attrs.get(ATTR)
-    if stored is None:
-        study.set_user_attr(ATTR, wanted)
-    else:
-        _check_compatible(study_name, stored, wanted)
-        baseline = stored["baseline_accuracy"]
-
+        raise UserError(f"study '{study_name}' in {storage_mod.redact(url)} cannot be used: {exc}") from exc
+    if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MINIMIZE,
+                                  optuna.study.StudyDirection.MAXIMIZE]:
+        raise UserError(f"study '{study_name}' in {storage_mod.redact(url)} is not an autocomp study "
+                        "(other objectives); use another --study name")
     for _label, plan in space.baselines():
         if not _baseline_settled(study, space.params(plan)):
             study.enqueue_trial(space.params(plan))
+    if stored is None:  # created here, or its creator died before writing the settings
+        study.set_user_attr(ATTR, wanted)
+    return PreparedSearch(cfg, url, study, space, ctx, baseline, seed)
 
-    return PreparedSearch(cfg, url, study, space, ctx, baseline)
+
+def _settings_of(study: Any, wait_s: float = 30.0) -> dict[str, Any] | None:
+    """The settings of a study another worker is creating: they are written last (after the baselines
+    are enqueued), a moment after the study itself. None: its creator is gone."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        stored = study.user_attrs.get(ATTR)
+        if stored is not None or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.2)
 
 
 def load_study(study: str, storage: str | None) -> Any:
@@ -352,7 +293,7 @@ def load_study(study: str, storage: str | None) -> Any:
     names = [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
     if study not in names:
         raise UserError(
-            f"no study '{study}' in {url}; studies there: {', '.join(names) or 'none'}"
+            f"no study '{study}' in {storage_mod.redact(url)}; studies there: {', '.join(names) or 'none'}"
         )
     return optuna.load_study(study_name=study, storage=rdb)
 

@@ -1,7 +1,20 @@
-"""Study storage: an Optuna RDB URL, checked before anything is written to it."""
+"""Study storage: an Optuna RDB URL, checked before anything is written to it, opened with heartbeats.
+
+Why heartbeats: a worker killed with SIGKILL (or a machine that dies) leaves its trial RUNNING, and a
+RUNNING trial is never measured again. With a heartbeat every HEARTBEAT_S seconds, a trial whose
+worker has been silent for GRACE_S is failed by the next worker that looks (Optuna's
+`fail_stale_trials`), and `requeue` puts its plan back in the queue. On one machine
+study/liveness.py finds such trials at once, from the worker's PID; `requeue` is the policy for both.
+
+PostgreSQL: SQLAlchemy maps a bare `postgresql://` URL to psycopg 3, which the `postgres` extra
+installs (`pip install autocomp[postgres]`); `postgresql+DRIVER://` URLs are used as given.
+Passwords never reach a message: `redact` masks them.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +22,15 @@ from autocomp.errors import UserError
 from autocomp.paths import runs_dir
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+HEARTBEAT_S = int(os.environ.get("AUTOCOMP_HEARTBEAT_S", "10"))  # tests shorten it
+GRACE_S = 6 * HEARTBEAT_S  # a timing or a long compile may hold the worker's main thread this long
+MAX_RETRY = 3  # a plan whose worker died this many times is not tried again (it may be what kills it)
+_PASSWORD = re.compile(r"(://[^:/@]+:).*@")
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, for messages, logs and manifests."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 def default_storage() -> str:
@@ -22,6 +44,9 @@ def normalise(storage: str | None, create: bool) -> str:
         storage = default_storage()
     elif "://" not in storage:
         storage = f"sqlite:///{Path(storage)}"
+    if storage.startswith(("postgresql://", "postgres://")):
+        storage = "postgresql+psycopg://" + storage.split("://", 1)[1]
+        _require("psycopg", storage)
     if storage.startswith("sqlite:///"):
         path = Path(storage[len("sqlite:///"):])
         if path.exists():
@@ -41,14 +66,55 @@ def normalise(storage: str | None, create: bool) -> str:
     return storage
 
 
+def _require(module: str, url: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"storage {redact(url)} needs the PostgreSQL driver psycopg 3: "
+                        "pip install 'autocomp[postgres]' (or 'psycopg[binary]')")
+
+
 def open_storage(url: str, create: bool = False) -> Any:
     """Open (with create: and make the default runs/ directory); call only once inputs are checked."""
     import optuna
 
     if create and url == default_storage():
         runs_dir().mkdir(parents=True, exist_ok=True)
+    import warnings
+
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              heartbeat_stale_trial_callback=requeue)
     except Exception as exc:  # sqlalchemy raises many types; the user needs one line
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot open storage {url}: {msg}") from exc
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot open storage {redact(url)}: {redact(msg)}") from exc
+
+
+
+def requeue(study: Any, trial: Any) -> None:
+    """A trial whose worker died: its plan goes back in the queue as a WAITING copy (same parameters,
+    its plan; not its worker), at most MAX_RETRY times. Optuna's RetryHeartbeatStaleTrialCallback
+    does the same but copies every user attribute, and a copied worker would look dead again."""
+    import optuna
+
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > MAX_RETRY:
+        return
+    system_attrs = {**trial.system_attrs, "failed_trial": history[0], "retry_history": history}
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k in ("plan",)}, system_attrs=system_attrs))
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Fail the trials whose worker stopped sending heartbeats and requeue them (Optuna's sweep, which
+    study.optimize runs before each trial; the parallel search runs it itself)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from autocomp.errors import UserError
+from autocomp.errors import UserError, first_line
 from autocomp.tasks.base import Task
 
 DEFAULT_TASK = "fashion-mnist"
@@ -46,7 +46,12 @@ def load_task(spec: str | None = None) -> Task:
     func = getattr(module, func_name, None)
     if not callable(func):
         raise UserError(f"task '{spec}': module '{module_name}' has no function '{func_name}'")
-    task = func()
+    try:
+        task = func()
+    except UserError:
+        raise
+    except Exception as exc:  # the user's code: its message, not our traceback
+        raise UserError(f"task '{spec}': {func_name}() raised {type(exc).__name__}: {first_line(exc)}") from exc
     if not isinstance(task, Task):
         raise UserError(
             f"task '{spec}': {func_name}() returned {type(task).__name__}, expected autocomp.tasks.Task"

@@ -111,9 +111,10 @@ def time_kernel(func: Any, target: Any, number: int = 20, repeat: int = 5) -> fl
             data = rng.standard_normal(shape).astype(dtype)
         args.append(tvm.runtime.tensor(data))
     from autocomp.device.threads import master_off_worker_cores
+    from autocomp.device.timing_lock import timing_lock
 
     timer = lib.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=2)
-    with master_off_worker_cores():
+    with timing_lock(), master_off_worker_cores():
         return float(np.median(timer(*args).results))
 
 

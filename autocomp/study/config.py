@@ -1,0 +1,127 @@
+"""What a study is: the search's config (flags / API), the settings stored with the study (checked
+on resume), its objectives and constraints, its sampler."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from autocomp.errors import UserError
+from autocomp.study.space import SearchSpace
+
+STUDY_VERSION = 1
+ATTR = "autocomp"  # study user attr holding the study's fixed settings
+DIRECTIONS = ("minimize", "minimize", "maximize")  # latency_ms, memory_bytes, accuracy
+OBJECTIVES = ("latency_ms", "memory_bytes", "accuracy")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    device: str = "host"
+    task: str | None = None
+    trials: int = 24
+    max_accuracy_drop: float = 0.01
+    study: str | None = None
+    storage: str | None = None
+    seed: int = 0
+    timeout_s: float | None = None
+    tracker: str | None = None
+    rpc_key: str | None = None
+    estimate: bool = False
+    finetune_steps: int = 0
+    tune_trials: int = 0
+    jobs: int = 0  # candidates compiled at once (0: one per core); see buildpool.py
+    tracker_timeout_s: float = 10.0  # for the RPC tracker to accept a connection
+
+    def measure_options(self) -> Any:
+        from autocomp.measure.base import MeasureOptions
+
+        return MeasureOptions(tracker=self.tracker, rpc_key=self.rpc_key, estimate=self.estimate,
+                              tracker_timeout_s=self.tracker_timeout_s)
+
+    def validate(self) -> None:
+        from autocomp.candidate import check_candidate_flags
+
+        if self.trials < 1:
+            raise UserError(f"--trials must be at least 1, got {self.trials}")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise UserError(f"--max-accuracy-drop must be a fraction in [0, 1] (0.01 = one point), got {self.max_accuracy_drop}")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise UserError(f"--timeout must be positive seconds, got {self.timeout_s}")
+        if self.jobs < 0:
+            raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
+        check_candidate_flags(self.tracker, self.estimate, self.tune_trials, self.finetune_steps, self.tracker_timeout_s)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    study: str
+    storage: str
+    trials_run: int
+    trials_total: int
+    failed: int
+    elapsed_s: float
+    seed: int = 0  # this worker's sampler seed
+    errors: tuple[str, ...] = ()  # why this worker's failed trials failed, one entry per failed trial
+
+
+def default_study_name(task: str | None, device: str) -> str:
+    from autocomp.tasks import DEFAULT_TASK
+
+    return f"{(task or DEFAULT_TASK).replace(':', '.')}@{device}"
+
+
+def constraint_values(result: Any, baseline_accuracy: float, max_drop: float, memory_limit_bytes: int) -> dict[str, float]:
+    """Optuna constraints (> 0 is a violation): accuracy drop over the limit, memory over the device's."""
+    drop = round(baseline_accuracy - result.accuracy_compiled, 9)
+    values = {"accuracy_drop": drop - max_drop}
+    if memory_limit_bytes:
+        values["memory"] = float(result.memory_bytes - memory_limit_bytes)
+    return values
+
+
+def make_sampler(seed: int) -> Any:
+    """TPE reads the trials' constraints (Trial.set_constraint) and favours feasible regions."""
+    import optuna
+
+    # constant_liar: trials asked together (parallel builds) are not sampled as if the others did not exist
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
+
+
+def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str) -> dict[str, Any]:
+    settings = {
+        "version": STUDY_VERSION,
+        "task": task_name,
+        "task_spec": cfg.task or task_name,
+        "device": cfg.device,
+        "max_accuracy_drop": cfg.max_accuracy_drop,
+        "finetune_steps": cfg.finetune_steps,
+        "measure": "estimate" if cfg.estimate else ("emulated" if (cfg.rpc_key or "").endswith("-emulated") else "device"),
+        "baseline_accuracy": baseline,
+        "space": space.to_dict(),
+        "objectives": list(OBJECTIVES),
+        "winograd": winograd,  # the profile's key: which conv kernels the latencies and memory are of
+    }
+    return json.loads(json.dumps(settings))  # as it reads back from storage (tuples become lists)
+
+
+def check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    for key in ("version", "task", "device", "max_accuracy_drop", "space", "measure", "finetune_steps"):
+        if stored.get(key) != wanted.get(key):
+            raise UserError(
+                f"study '{name}' was made with {key}={stored.get(key)!r}, not {wanted.get(key)!r}; "
+                "use another --study name, or the same settings to resume it"
+            )
+    was = stored_winograd(stored)
+    if was != wanted.get("winograd"):
+        raise UserError(
+            f"study '{name}' was measured with the device profile's winograd = {was!r}, not {wanted.get('winograd')!r}; "
+            f"use another --study name, or set winograd = \"{was}\" in the profile to resume it"
+        )
+
+
+def stored_winograd(settings: dict[str, Any]) -> str:
+    """A study's winograd mode; studies from before the key existed ran every conv direct."""
+    return str(settings.get("winograd", "off"))
