@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: setup demo test dataset emulator clean
+.PHONY: setup demo test dataset postgres emulator clean
 
 setup: $(VENV)/.installed dataset
 
@@ -27,10 +27,20 @@ dataset:
 	  fi; \
 	fi
 
+# A real PostgreSQL server for the multi-worker tests (they start their own cluster on 127.0.0.1).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL is missing: run 'sudo apt-get install postgresql' (its tests are skipped without it)"; \
+	  fi; \
+	fi
+
 demo: setup
 	$(BIN)/autocomp search --device host --trials 24 --max-accuracy-drop 0.01
 
-test: setup emulator
+test: setup emulator postgres
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -18,3 +18,55 @@ def unscheduled_outputs(lowered: Any, x: np.ndarray) -> np.ndarray:
     ex = tvm.compile(lowered.mod, target=tvm.target.Target({"kind": "llvm"}))
     vm = relax.VirtualMachine(ex, tvm.cpu())
     return first_output(vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(p) for p in lowered.params]))
+
+
+def start_search(storage: str, study: str, *args: str, cwd: Any = None) -> Any:
+    """A real `autocomp search` process on the digits task (its own process group, so a kill takes its
+    compile workers too); stdout and stderr go to files beside it."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    out = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "autocomp", "search", "--task", "digits", "--device", "host", "--storage", storage,
+           "--study", study, "--max-accuracy-drop", "0.05", "--quiet", *args]
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.log = out.name
+    return proc
+
+
+def output(proc: Any) -> str:
+    with open(proc.log) as f:
+        return f.read()
+
+
+def wait_for(condition: Any, proc: Any, timeout_s: float = 240.0) -> None:
+    """Poll the study until `condition()` holds; fail if the search process ended first or too late."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert proc.poll() is None, f"the search ended before the moment to kill it:\n{output(proc)}"
+        assert time.monotonic() < deadline, "the search did not reach the moment to kill it"
+        time.sleep(0.2)
+
+
+def kill(proc: Any) -> None:
+    """SIGKILL the search and its compile workers, as a crash or an OOM kill would."""
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def trials_of(storage: str, study: str) -> list[Any]:
+    """The study's trials as stored (read with Optuna directly, not through autocomp)."""
+    import optuna
+
+    from autocomp.study.storage import normalise
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna.load_study(study_name=study, storage=normalise(storage, create=False)).get_trials()

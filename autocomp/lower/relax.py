@@ -6,6 +6,8 @@ int4 weight back into fp32: what the artifact carries is exactly what quantize.p
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +28,31 @@ class LoweredModel:
     input_dtype: str
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null meanwhile: torch's tracer logs a failed export at length (a graph
+    dump per attempt) through handlers holding the original stream; check_exportable says it in a line."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def check_exportable(model: nn.Module, example_input: torch.Tensor, name: str) -> None:
     """A UserError naming what torch.export cannot trace (data-dependent control flow, unsupported
     Python), with the line of the model's code it points at, instead of a graph dump per trial."""
     import re
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_stderr():
             torch.export.export(model.eval(), (example_input,))
     except Exception as exc:
         text = str(exc)

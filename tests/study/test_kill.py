@@ -1,0 +1,83 @@
+"""kill -9 at any moment loses nothing: a real search process is killed inside a baseline, between
+trials and with parallel compiles in flight; each rerun of the same command finds the dead worker's
+trial, fails it, measures its plan again, and runs the trials it was asked for."""
+
+import subprocess
+import sys
+
+import optuna
+
+from autocomp.errors import UserError
+from helpers import kill, output, start_search, trials_of, wait_for
+
+STATE = optuna.trial.TrialState
+
+
+def _trials(db):
+    try:
+        return trials_of(db, "k")
+    except (KeyError, UserError):  # the study (or its file) is not created yet
+        return []
+
+
+def _running_with_worker(db, n=1):
+    return sum(t.state == STATE.RUNNING and "worker" in t.user_attrs for t in _trials(db)) >= n
+
+
+def _completed(db):
+    return {t.number: t.user_attrs["result"] for t in _trials(db) if t.state == STATE.COMPLETE}
+
+
+def _rerun(db, tmp_path, trials):
+    r = subprocess.run([sys.executable, "-m", "autocomp", "search", "--task", "digits", "--storage", db,
+                        "--study", "k", "--max-accuracy-drop", "0.05", "--quiet", "--trials", str(trials)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"this worker ran {trials} trials" in r.stdout
+    return r
+
+
+def _check_after_rerun(db, before):
+    trials = _trials(db)
+    assert not [t.number for t in trials if t.state in (STATE.RUNNING, STATE.WAITING)]
+    after = _completed(db)
+    assert {n: after.get(n) for n in before} == before  # every completed trial kept, as it was
+    labels = [r["plan_label"] for r in after.values()]
+    assert "fp32" in labels and "w8a8" in labels  # a killed baseline was measured again
+    return trials
+
+
+def test_kill_9_at_any_moment_loses_nothing(tmp_path):
+    db = str(tmp_path / "k.db")
+
+    # 1. inside the first baseline (fp32)
+    proc = start_search(db, "k", "--trials", "4", "--jobs", "1", cwd=tmp_path)
+    wait_for(lambda: _running_with_worker(db), proc)
+    kill(proc)
+    killed = [t for t in _trials(db) if t.state == STATE.RUNNING]
+    assert len(killed) == 1 and "fp32" not in [r["plan_label"] for r in _completed(db).values()]
+    _rerun(db, tmp_path, 3)  # the two waiting baselines, then the killed one, queued again
+    trials = _check_after_rerun(db, {})
+    assert trials[killed[0].number].state == STATE.FAIL  # the dead worker's trial, failed by the rerun
+
+    # 2. between trials, after some completed
+    before = _completed(db)
+    proc = start_search(db, "k", "--trials", "6", "--jobs", "1", cwd=tmp_path)
+    wait_for(lambda: len(_completed(db)) >= len(before) + 1 and _running_with_worker(db), proc)
+    kill(proc)
+    before = _completed(db)
+    _rerun(db, tmp_path, 1)
+    _check_after_rerun(db, before)
+
+    # 3. with two candidates compiling in worker processes
+    before = _completed(db)
+    proc = start_search(db, "k", "--trials", "4", "--jobs", "2", cwd=tmp_path)
+    wait_for(lambda: _running_with_worker(db, 2), proc)
+    kill(proc)
+    in_flight = [t.user_attrs["plan"] for t in _trials(db) if t.state == STATE.RUNNING]
+    assert len(in_flight) == 2, output(proc)
+    before = _completed(db)
+    _rerun(db, tmp_path, 2)
+    trials = _check_after_rerun(db, before)
+    measured = [t.user_attrs["plan"] for t in trials if t.number not in before and t.state == STATE.COMPLETE]
+    assert all(plan in measured for plan in in_flight)  # the killed candidates' plans were measured
