@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from autocomp import interrupt
 from autocomp.errors import CandidateError, UserError
 
 
@@ -79,9 +80,8 @@ def _search_config(args: argparse.Namespace):
 def cmd_search(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from autocomp.study import pareto
-
     from autocomp.reports import table
+    from autocomp.study import pareto
     from autocomp.study import search as study_mod
     from autocomp.study.storage import redact
 
@@ -121,8 +121,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_front(study, as_json: bool) -> None:
-    from autocomp.study import pareto
     from autocomp.reports import table
+    from autocomp.study import pareto
 
     points, base = pareto.front(study), pareto.baseline(study)
     if as_json:
@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    interrupt.install()
     try:
         return func(args)
     except UserError as exc:

@@ -42,6 +42,7 @@ def measure_peak_rss(built: Any, input_shape: tuple[int, ...], threads: int, tim
         proc = subprocess.run(
             [sys.executable, "-m", "autocomp.measure.rss_probe", str(lib), str(params), json.dumps(list(input_shape))],
             capture_output=True, text=True, timeout=timeout_s, env=env,
+            start_new_session=True,  # a terminal's Ctrl-C is for the search, which ends the probe itself
         )
     if proc.returncode != 0:
         from autocomp.errors import CandidateError

@@ -53,6 +53,9 @@ def _init_worker(spec: WorkerSpec) -> None:
     from autocomp.device.profiles import load_profile
     from autocomp.tasks import load_task
 
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the search, which stops the pool
     os.environ["TVM_NUM_THREADS"] = "1"  # the other cores are the other workers' (before TVM starts)
     torch.set_num_threads(1)
     # tune_trials=0: timing tiles while other workers compile would record noise

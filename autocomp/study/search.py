@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from autocomp import interrupt
 from autocomp.errors import CandidateError, UserError
 from autocomp.plan import CompressionPlan
 from autocomp.study import liveness
@@ -61,6 +62,7 @@ class PreparedSearch:
             mine.append(trial.number)
             if on_trial is not None:
                 on_trial(len(mine), self.cfg.trials, trial)
+            interrupt.check()
 
         try:
             if self.jobs() > 1:
@@ -70,6 +72,7 @@ class PreparedSearch:
                     self._objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
                     callbacks=[callback], gc_after_trial=True,
                 )
+            interrupt.check()
         except KeyboardInterrupt:
             self._requeue_interrupted()
             raise
@@ -181,6 +184,7 @@ class PreparedSearch:
                 done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
                 for trial in in_flight.values():  # the compiles are alive: say so (storage.py)
                     study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - no public accessor
+                interrupt.check()
                 for future in done:
                     tell(in_flight.pop(future), pool.finish(future))
         finally:

@@ -81,3 +81,23 @@ def test_kill_9_at_any_moment_loses_nothing(tmp_path):
     trials = _check_after_rerun(db, before)
     measured = [t.user_attrs["plan"] for t in trials if t.number not in before and t.state == STATE.COMPLETE]
     assert all(plan in measured for plan in in_flight)  # the killed candidates' plans were measured
+
+
+def test_ctrl_c_is_one_line_and_the_interrupted_trial_runs_next(tmp_path):
+    import os
+    import signal
+
+    db = str(tmp_path / "k.db")
+    proc = start_search(db, "k", "--trials", "4", "--jobs", "1", cwd=tmp_path)
+    wait_for(lambda: _running_with_worker(db), proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    assert proc.wait(timeout=120) == 130
+    lines = output(proc).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autocomp: interrupted"), lines
+    trials = _trials(db)
+    assert not [t for t in trials if t.state == STATE.RUNNING]
+    assert len([t for t in trials if t.state == STATE.COMPLETE]) < 4  # it stopped
+    waiting = [t.params or t.system_attrs["fixed_params"] for t in trials if t.state == STATE.WAITING]
+    assert all(t.params in waiting for t in trials if t.state == STATE.FAIL)  # an interrupted trial: queued again
+    _rerun(db, tmp_path, len(waiting))
+    assert not [t for t in _trials(db) if t.state in (STATE.RUNNING, STATE.WAITING)]

@@ -44,3 +44,35 @@ def test_records_from_two_workers_are_both_kept(tmp_path):
     two.store("a", {"tile": [8, 1, 1], "kernel_us": 9.0, "default_us": 9.0, "tried": 1})  # slower: not kept
     merged = TuningDB.for_profile("p", tmp_path).records
     assert set(merged) == {"a", "b"} and merged["a"]["tile"] == [16, 1, 4]
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from autocomp.build.kernels.tuning import TuningDB
+db = TuningDB.for_profile("host", Path(sys.argv[1]))
+for i in range(100000):
+    db.store(f"w{i}", {"tile": [8, 1, 4], "kernel_us": 1.0, "default_us": 2.0, "tried": 1, "pad": "x" * 2000})
+    print(i, flush=True)
+"""
+
+
+def test_a_killed_writer_never_leaves_a_broken_database(tmp_path):
+    """SIGKILL a process storing records as fast as it can, five times: the file always reads whole,
+    with every record the writer had finished."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        done = -1
+        for _ in range(20 + 7 * attempt):  # a different moment each time
+            done = int(proc.stdout.readline())
+        time.sleep(0.001 * attempt)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        records = json.loads((tmp_path / "host.json").read_text())["records"]  # whole JSON, not a torn write
+        assert {f"w{i}" for i in range(done + 1)} <= set(records)
