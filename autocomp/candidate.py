@@ -48,6 +48,7 @@ class Context:
     finetune_steps: int = 0  # distillation steps after pruning (0: none)
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
+    last_compile_window: list[float] = field(default_factory=list)  # [start, end] of the last _compile
 
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
@@ -205,19 +206,25 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     model, acc_sim, built = _compile(ctx, plan, timings)
     t = time.perf_counter()
     run = ctx.runner().run(built, model, ctx.task)
+    run.details["compile_window"] = ctx.last_compile_window
     if not run.details.get("timings_s"):
         timings["measure"] = time.perf_counter() - t
     return _assemble(ctx, plan, model, acc_sim, built, run, timings), model, built
 
 
 def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any]:
-    """compress -> lower -> build, and the torch simulation's accuracy: everything before the device."""
+    """compress -> lower -> build, and the torch simulation's accuracy: everything before the device,
+    under the machine lock's shared hold (no local timing runs meanwhile; device/timing_lock.py)."""
+    from autocomp.device.timing_lock import shared_use
     from autocomp.measure import accuracy
 
-    compiled = ctx.compile(plan, timings)
-    t = time.perf_counter()
-    acc_sim = accuracy.accuracy_torch(compiled.model, ctx.task)
-    timings["simulate"] = time.perf_counter() - t
+    with shared_use():
+        start = time.time()
+        compiled = ctx.compile(plan, timings)
+        t = time.perf_counter()
+        acc_sim = accuracy.accuracy_torch(compiled.model, ctx.task)
+        timings["simulate"] = time.perf_counter() - t
+        ctx.last_compile_window = [start, time.time()]  # inside the hold: when the cores were ours
     return compiled.model, acc_sim, compiled.built
 
 

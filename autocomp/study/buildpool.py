@@ -47,15 +47,17 @@ _LOCAL = False
 
 def _init_worker(spec: WorkerSpec) -> None:
     global _CTX, _LOCAL
+    import signal
+
     import torch
 
     from autocomp.candidate import prepare
     from autocomp.device.profiles import load_profile
+    from autocomp.device.timing_lock import held_by_parent
     from autocomp.tasks import load_task
 
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the search, which stops the pool
+    held_by_parent()
     os.environ["TVM_NUM_THREADS"] = "1"  # the other cores are the other workers' (before TVM starts)
     torch.set_num_threads(1)
     # tune_trials=0: timing tiles while other workers compile would record noise

@@ -150,6 +150,7 @@ class PreparedSearch:
 
         from autocomp.measure.local import LocalRunner
         from autocomp.study.buildpool import BuildPool, WorkerSpec
+        from autocomp.device.timing_lock import shared_use
         from autocomp.study.storage import HEARTBEAT_S, fail_stale_trials
 
         cfg, ctx, study = self.cfg, self.ctx, self.study
@@ -157,6 +158,8 @@ class PreparedSearch:
         pool = BuildPool(WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local), ctx, self.jobs())
         deadline = None if cfg.timeout_s is None else time.perf_counter() + cfg.timeout_s
         left, in_flight = cfg.trials, {}
+        hold = shared_use()  # for the pool's compiles; converted to exclusive while a candidate is timed
+        hold.__enter__()
 
         def tell(trial: Any, result: Any) -> None:
             if isinstance(result, CandidateError):
@@ -193,6 +196,7 @@ class PreparedSearch:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 study.enqueue_trial(trial.params)
             pool.close()
+            hold.__exit__(None, None, None)
 
 
 def _baseline_settled(study: Any, params: dict[str, Any]) -> bool:

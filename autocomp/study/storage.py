@@ -80,16 +80,22 @@ def open_storage(url: str, create: bool = False) -> Any:
 
     if create and url == default_storage():
         runs_dir().mkdir(parents=True, exist_ok=True)
+    import time
     import warnings
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              heartbeat_stale_trial_callback=requeue)
-    except Exception as exc:  # sqlalchemy raises many types; the user needs one line
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open storage {redact(url)}: {redact(msg)}") from exc
+    for attempt in range(4):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                                  heartbeat_stale_trial_callback=requeue)
+        except Exception as exc:  # sqlalchemy raises many types; the user needs one line
+            if type(exc).__name__ == "IntegrityError" and attempt < 3:
+                time.sleep(0.5)  # workers started together: another one is creating the tables right now
+                continue
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot open storage {redact(url)}: {redact(msg)}") from exc
+    raise AssertionError("unreachable")
 
 
 

@@ -31,10 +31,12 @@ def _check(storage, logs):
     assert len(keys) == len(set(keys))  # no plan measured twice
     workers = {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(workers) == WORKERS
-    windows = [(t.user_attrs["worker"]["pid"], *t.user_attrs["result"]["measure_details"]["timing_window"])
-               for t in measured]
-    for (pa, a0, a1), (pb, b0, b1) in itertools.combinations(windows, 2):
-        assert pa == pb or a1 <= b0 or b1 <= a0  # two workers never timed at the same moment
+    details = [(t.user_attrs["worker"]["pid"], t.user_attrs["result"]["measure_details"]) for t in measured]
+    timing = [(pid, *d["timing_window"]) for pid, d in details]
+    busy = timing + [(pid, *d["compile_window"]) for pid, d in details]
+    for (pa, a0, a1), (pb, b0, b1) in itertools.product(timing, busy):
+        # while a worker timed, no other worker timed or compiled
+        assert pa == pb or a1 <= b0 or b1 <= a0, ((pa, a0, a1), (pb, b0, b1))
     seeds = set()
     for log in logs:
         m = re.search(r"this worker ran (\d+) trials .*\(sampler seed (\d+)\); study 'w' in (\S+) has (\d+) in all", log)
