@@ -90,13 +90,21 @@ def open_storage(url: str, create: bool = False) -> Any:
                 return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                                   heartbeat_stale_trial_callback=requeue)
         except Exception as exc:  # sqlalchemy raises many types; the user needs one line
-            if type(exc).__name__ == "IntegrityError" and attempt < 3:
-                time.sleep(0.5)  # workers started together: another one is creating the tables right now
+            if _schema_race(exc) and attempt < 3:
+                time.sleep(0.5 + attempt)  # workers started together: another one is creating the tables
                 continue
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot open storage {redact(url)}: {redact(msg)}") from exc
     raise AssertionError("unreachable")
 
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Whether opening failed because another worker was creating the same tables at that moment:
+    SQLite says "table ... already exists", PostgreSQL "relation ... already exists" or a duplicate key
+    in its catalogue, either may say UNIQUE constraint failed on alembic_version."""
+    text = str(exc).lower()
+    return any(s in text for s in ("already exists", "duplicate key", "unique constraint"))
 
 
 def requeue(study: Any, trial: Any) -> None:
