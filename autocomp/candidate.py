@@ -48,7 +48,6 @@ class Context:
     finetune_steps: int = 0  # distillation steps after pruning (0: none)
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
-    last_compile_window: list[float] = field(default_factory=list)  # [start, end] of the last _compile
 
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
@@ -203,16 +202,16 @@ class CandidateResult:
 def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     """Run every stage for one plan; returns the result, the compressed torch model and the build."""
     timings: dict[str, float] = {}
-    model, acc_sim, built = _compile(ctx, plan, timings)
+    model, acc_sim, built, window = _compile(ctx, plan, timings)
     t = time.perf_counter()
     run = ctx.runner().run(built, model, ctx.task)
-    run.details["compile_window"] = ctx.last_compile_window
+    run.details["compile_window"] = window
     if not run.details.get("timings_s"):
         timings["measure"] = time.perf_counter() - t
     return _assemble(ctx, plan, model, acc_sim, built, run, timings), model, built
 
 
-def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any]:
+def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any, list[float]]:
     """compress -> lower -> build, and the torch simulation's accuracy: everything before the device,
     under the machine lock's shared hold (no local timing runs meanwhile; device/timing_lock.py)."""
     from autocomp.device.timing_lock import shared_use
@@ -224,8 +223,8 @@ def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Mod
         t = time.perf_counter()
         acc_sim = accuracy.accuracy_torch(compiled.model, ctx.task)
         timings["simulate"] = time.perf_counter() - t
-        ctx.last_compile_window = [start, time.time()]  # inside the hold: when the cores were ours
-    return compiled.model, acc_sim, compiled.built
+        window = [start, time.time()]  # inside the hold: when the cores were ours
+    return compiled.model, acc_sim, compiled.built, window
 
 
 def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: Any, run: Any,
@@ -292,7 +291,7 @@ def evaluate_untimed(ctx: Context, plan: Any, directory: str) -> Untimed:
 
     timings: dict[str, float] = {}
     start = time.time()
-    model, acc_sim, built = _compile(ctx, plan, timings)
+    model, acc_sim, built, _window = _compile(ctx, plan, timings)
     run = LocalRunner(ctx.profile.measurement).run(built, model, ctx.task, timed=False)
     lib = export_library(built, ctx.profile, Path(directory))
     params = Path(directory) / "params.npz"

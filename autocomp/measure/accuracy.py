@@ -17,8 +17,7 @@ EVAL_BATCH = 256
 def finite(outputs: torch.Tensor, what: str) -> torch.Tensor:
     """The outputs, if every value is finite: a metric of NaN outputs is a number, and it must not
     make a broken candidate look merely inaccurate (or feasible)."""
-    bad = int((~torch.isfinite(outputs)).any(dim=tuple(range(1, outputs.dim()))).sum()) if outputs.dim() > 1 \
-        else int((~torch.isfinite(outputs)).sum())
+    bad = int((~torch.isfinite(outputs.reshape(len(outputs), -1))).any(dim=1).sum())
     if bad:
         raise CandidateError(f"{what} gives non-finite outputs (NaN or inf) on {bad} of {len(outputs)} eval samples")
     return outputs

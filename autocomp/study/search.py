@@ -158,8 +158,6 @@ class PreparedSearch:
         pool = BuildPool(WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local), ctx, self.jobs())
         deadline = None if cfg.timeout_s is None else time.perf_counter() + cfg.timeout_s
         left, in_flight = cfg.trials, {}
-        hold = shared_use()  # for the pool's compiles; converted to exclusive while a candidate is timed
-        hold.__enter__()
 
         def tell(trial: Any, result: Any) -> None:
             if isinstance(result, CandidateError):
@@ -169,34 +167,34 @@ class PreparedSearch:
                 frozen = study.tell(trial, self._record(trial, result))
             callback(study, frozen)
 
-        try:
-            while True:
-                while left > 0 and len(in_flight) < self.jobs() and (deadline is None or time.perf_counter() < deadline):
-                    fail_stale_trials(study)  # what study.optimize does before each trial
-                    with warnings.catch_warnings():  # heartbeats: recorded below, while the trial compiles
-                        warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                        trial = study.ask()
-                    left -= 1
-                    plan, reused = self._suggest(trial)
-                    if reused is not None:
-                        tell(trial, reused)
-                    else:
-                        in_flight[pool.submit(plan)] = trial
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
-                for trial in in_flight.values():  # the compiles are alive: say so (storage.py)
-                    study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - no public accessor
-                interrupt.check()
-                for future in done:
-                    tell(in_flight.pop(future), pool.finish(future))
-        finally:
-            for trial in in_flight.values():
-                trial.set_user_attr("error", "the search stopped before this trial was measured; enqueued again")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                study.enqueue_trial(trial.params)
-            pool.close()
-            hold.__exit__(None, None, None)
+        with shared_use():  # for the pool's compiles; converted to exclusive while a candidate is timed
+            try:
+                while True:
+                    while left > 0 and len(in_flight) < self.jobs() and (deadline is None or time.perf_counter() < deadline):
+                        fail_stale_trials(study)  # what study.optimize does before each trial
+                        with warnings.catch_warnings():  # heartbeats: recorded below, while the trial compiles
+                            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                            trial = study.ask()
+                        left -= 1
+                        plan, reused = self._suggest(trial)
+                        if reused is not None:
+                            tell(trial, reused)
+                        else:
+                            in_flight[pool.submit(plan)] = trial
+                    if not in_flight:
+                        break
+                    done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+                    for trial in in_flight.values():  # the compiles are alive: say so (storage.py)
+                        study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - no public accessor
+                    interrupt.check()
+                    for future in done:
+                        tell(in_flight.pop(future), pool.finish(future))
+            finally:
+                for trial in in_flight.values():
+                    trial.set_user_attr("error", "the search stopped before this trial was measured; enqueued again")
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    study.enqueue_trial(trial.params)
+                pool.close()
 
 
 def _baseline_settled(study: Any, params: dict[str, Any]) -> bool:

@@ -76,13 +76,13 @@ def _require(module: str, url: str) -> None:
 
 def open_storage(url: str, create: bool = False) -> Any:
     """Open (with create: and make the default runs/ directory); call only once inputs are checked."""
+    import time
+    import warnings
+
     import optuna
 
     if create and url == default_storage():
         runs_dir().mkdir(parents=True, exist_ok=True)
-    import time
-    import warnings
-
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
@@ -95,8 +95,7 @@ def open_storage(url: str, create: bool = False) -> Any:
                 continue
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot open storage {redact(url)}: {redact(msg)}") from exc
-    raise AssertionError("unreachable")
-
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _schema_race(exc: Exception) -> bool:
@@ -119,7 +118,8 @@ def requeue(study: Any, trial: Any) -> None:
     system_attrs = {**trial.system_attrs, "failed_trial": history[0], "retry_history": history}
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={k: v for k, v in trial.user_attrs.items() if k in ("plan",)}, system_attrs=system_attrs))
+        user_attrs={"plan": trial.user_attrs["plan"]} if "plan" in trial.user_attrs else {},
+        system_attrs=system_attrs))
 
 
 def fail_stale_trials(study: Any) -> None:

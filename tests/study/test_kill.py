@@ -21,7 +21,8 @@ def _trials(db):
 
 
 def _running_with_worker(db, n=1):
-    return sum(t.state == STATE.RUNNING and "worker" in t.user_attrs for t in _trials(db)) >= n
+    """n trials running, each with its worker and its plan recorded (the moment the candidate starts)."""
+    return sum(t.state == STATE.RUNNING and {"worker", "plan"} <= set(t.user_attrs) for t in _trials(db)) >= n
 
 
 def _completed(db):
