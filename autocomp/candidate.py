@@ -48,6 +48,27 @@ class Context:
     finetune_steps: int = 0  # distillation steps after pruning (0: none)
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
+    _reference: Any = field(default=None, repr=False)  # measure.base.Reference, compiled on first use
+
+    def reference(self) -> Any:
+        """The build every latency is timed beside (measure/interleave.py), compiled once per process:
+        uniform w8a8 where the device computes int8, else fp32.
+
+        The machine's slow windows do not slow every kind of kernel alike (FashionNet, Zen 4: fp32
+        convs slowed 1.65x while int8 ones slowed 1.54x), so a ratio is steadiest against a reference of
+        the kind most candidates are. Timed 10 times over 150 s against w8a8, a pruned w8a8 plan's ratio
+        spread 1.05x (max/min) and a mixed w4/fp32/int8 plan's 1.07x; against fp32, 1.19x and 1.12x;
+        their raw medians 1.50x and 1.56x."""
+        if self._reference is None:
+            from autocomp.device.timing_lock import shared_use
+            from autocomp.measure.base import Reference
+            from autocomp.plan import CompressionPlan
+
+            label, bits = ("w8a8", 8) if "int8" in self.profile.precisions else ("fp32", 32)
+            with shared_use():
+                compiled = self.compile(CompressionPlan.uniform(self.layers, bits, bits))
+            self._reference = Reference(label, compiled.built, compiled.model)
+        return self._reference
 
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
@@ -189,6 +210,12 @@ class CandidateResult:
     kernels: dict[str, str] = field(default_factory=dict)  # conv kernels: "scheduled" or why not
     measure_details: dict[str, Any] = field(default_factory=dict)  # e.g. which remote device, agreement check
     latency_threads: int | None = None  # TVM runtime threads of the timed runs (None: not timed / unknown)
+    # timed in A/B rounds beside the reference (measure/interleave.py); None: results from before, or untimed
+    latency_ratio: float | None = None  # median over rounds of this latency / the reference's
+    latency_ratio_p10: float | None = None
+    latency_ratio_p90: float | None = None
+    reference_latency_ms: float | None = None  # the reference's median in the same window
+    reference: str | None = None  # which build the reference was ("fp32")
     version: int = RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,7 +231,7 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     timings: dict[str, float] = {}
     model, acc_sim, built, window = _compile(ctx, plan, timings)
     t = time.perf_counter()
-    run = ctx.runner().run(built, model, ctx.task)
+    run = ctx.runner().run(built, model, ctx.task, reference=ctx.reference())
     run.details["compile_window"] = window
     if not run.details.get("timings_s"):
         timings["measure"] = time.perf_counter() - t
@@ -232,7 +259,7 @@ def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: 
     split = run.details.pop("timings_s", None)
     if split:  # the runner says how its time divided (timing, accuracy, memory probe)
         timings.update(split)
-    latency, rss = run.latency, run.peak_rss
+    latency, rss, cmp = run.latency, run.peak_rss, run.comparison
     nan = float("nan")  # latency not timed yet (a compile worker's candidate, timed by the parent)
     precisions = layer_precisions(model, ctx.layers)
     native = not any("simulated" in p.compute for p in precisions)
@@ -262,7 +289,15 @@ def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: 
         kernels=built.kernels,
         measure_details=run.details,
         latency_threads=latency.threads if latency else None,
+        **_comparison_fields(cmp, ctx),
     )
+
+
+def _comparison_fields(cmp: Any, ctx: Context) -> dict[str, Any]:
+    if cmp is None:
+        return {}
+    return {"latency_ratio": cmp.ratio, "latency_ratio_p10": cmp.ratio_p10, "latency_ratio_p90": cmp.ratio_p90,
+            "reference_latency_ms": cmp.reference.median_ms, "reference": ctx.reference().label}
 
 
 @dataclass
@@ -312,13 +347,14 @@ def time_untimed(ctx: Context, untimed: Untimed) -> CandidateResult:
         params = tuple(npz[f"arr_{i}"] for i in range(len(npz.files)))
     session = LocalSession.from_library(untimed.library, params)
     runner = LocalRunner(ctx.profile.measurement)
-    latency = runner.time(session, ctx.task.example_input.numpy())
+    _ref, (cmp,) = runner.compare([session], runner.reference_session(ctx.reference()), ctx.task.example_input.numpy())
+    latency = cmp.candidate
     r = untimed.result
     timings = {**r.timings_s, "latency": round(time.perf_counter() - t, 3)}
     details = {**r.measure_details, **runner.last_window}
     return replace(r, latency_ms=latency.median_ms, latency_p10_ms=latency.p10_ms, latency_p90_ms=latency.p90_ms,
                    latency_samples=latency.samples, timings_s=timings, measure_details=details,
-                   latency_threads=latency.threads)
+                   latency_threads=latency.threads, **_comparison_fields(cmp, ctx))
 
 
 UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32),
@@ -354,6 +390,18 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
     if bad:
         raise UserError(f"--plan {spec}: layer {bad[0]!r} cannot be pruned (prunable: {', '.join(ctx.prunable)})")
     return plan
+
+
+def reference_latency_ms(ctx: Context) -> float:
+    """The reference's latency on the study's device now: the fixed figure a study's ratios are
+    multiplied by (its creator measures it once), so drift-corrected latencies read as milliseconds."""
+    from autocomp.measure.local import LocalRunner
+
+    ref, runner = ctx.reference(), ctx.runner()
+    if isinstance(runner, LocalRunner):
+        latency, _none = runner.compare([], runner.reference_session(ref), ctx.task.example_input.numpy())
+        return latency.median_ms
+    return runner.run(ref.built, ref.model, ctx.task, reference=ref).comparison.reference.median_ms
 
 
 def fp32_accuracy(ctx: Context) -> float:

@@ -10,6 +10,7 @@ from typing import Callable
 
 from autocomp import interrupt
 from autocomp.errors import CandidateError, UserError
+from autocomp.plan import DEFAULT_FINETUNE_STEPS
 
 
 def _console():
@@ -116,8 +117,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"autocomp: every trial of this run failed; the first: {outcome.errors[0]}", file=sys.stderr)
         return 1
     study = study_mod.load_study(outcome.study, outcome.storage)
+    _retime(study, prepared.ctx, console)
     _print_front(study, as_json=False)
     return 0
+
+
+def _retime(study, ctx, console) -> None:
+    """The front and baselines timed together, beside the reference, before they are shown."""
+    from autocomp.measure.local import LocalRunner
+    from autocomp.study.remeasure import retime
+
+    if not isinstance(ctx.runner(), LocalRunner):
+        return  # remote and estimated trials: each was timed beside the reference on its device
+    with console.status("re-timing the front and the baselines together ...", spinner="dots"):
+        retime(study, ctx)
 
 
 def _print_front(study, as_json: bool) -> None:
@@ -134,6 +147,7 @@ def _print_front(study, as_json: bool) -> None:
              f"max accuracy drop {settings.get('max_accuracy_drop')})")
     console.print(table.front_table(points, base, title))
     console.print(table.baseline_line(base), highlight=False)
+    console.print(table.timing_line(pareto.retimed(study), settings.get("reference")), highlight=False)
     if not points:
         console.print("no feasible trial yet: run more trials or relax --max-accuracy-drop")
 
@@ -141,7 +155,14 @@ def _print_front(study, as_json: bool) -> None:
 def cmd_front(args: argparse.Namespace) -> int:
     from autocomp.study import search as study_mod
 
-    _print_front(study_mod.load_study(args.study, args.storage), as_json=args.json)
+    study = study_mod.load_study(args.study, args.storage)
+    if args.remeasure:
+        from autocomp.measure.base import MeasureOptions
+        from autocomp.study.remeasure import context_of, retime
+
+        with _console().status("re-timing the front and the baselines together ...", spinner="dots"):
+            retime(study, context_of(study, MeasureOptions()))
+    _print_front(study, as_json=args.json)
     return 0
 
 
@@ -217,6 +238,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     threads = f", {result.latency_threads} runtime threads" if result.latency_threads else ""
     print(f"  latency   {result.latency_ms:.3f} ms (p10 {result.latency_p10_ms:.3f}, p90 {result.latency_p90_ms:.3f}, "
           f"{result.latency_samples} samples{threads})")
+    if result.latency_ratio is not None:
+        print(f"            {result.latency_ratio:.3f}x the {result.reference} reference timed beside it "
+              f"({result.reference_latency_ms:.3f} ms in the same window)")
     print(f"  memory    params {table.kib(result.param_bytes)} KiB + arena {table.kib(result.arena_bytes)} KiB; "
           f"process peak RSS {table.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
           f"{table.kib(result.runtime_rss_bytes or 0)} KiB, model {table.kib(result.model_rss_bytes or 0)} KiB)")
@@ -264,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--finetune-steps", type=int, default=0,
-                   help="distillation steps that recover a pruned candidate's accuracy (default 0: none)")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
+                   help=f"distillation steps that recover a pruned candidate's accuracy (default {DEFAULT_FINETUNE_STEPS}; 0: none)")
     _add_measure(p)
     _add_storage(p, study_required=False)
     p.set_defaults(func=cmd_search)
@@ -277,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16 (fp16 weights; fp16 arithmetic where the target has it), w16a16, w8, w4 (uniform), or a plan JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_measure(p)
-    p.add_argument("--finetune-steps", type=int, default=0, help="distillation steps after pruning (default 0)")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
+                   help=f"distillation steps after pruning (default {DEFAULT_FINETUNE_STEPS}, as in a search; 0: none)")
     p.add_argument("--compile-only", action="store_true", help="only compile for the device; write the library to --out")
     p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -286,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("front", help="print a study's feasible Pareto front", description="Print the feasible non-dominated trials of a study.")
     _add_storage(p, study_required=True)
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per front point")
+    p.add_argument("--remeasure", action="store_true",
+                   help="first re-time the front and the uniform baselines together on this host, beside the "
+                        "reference (compiles them again; the study's task must load here)")
     p.set_defaults(func=cmd_front)
 
     p = sub.add_parser("export", help="write one trial's deployable artifacts", description="Rebuild a trial and write its TVM library, ONNX model, torch state and manifest.json.")

@@ -16,6 +16,12 @@ from autocomp.errors import UserError
 W_BITS_ALLOWED = (2, 4, 8, 16, 32)
 A_BITS_ALLOWED = (8, 16, 32)
 MAX_PRUNE = 0.75  # the widest ratio the search space offers; beyond it layers keep too few channels
+
+# Distillation steps after pruning by default (`--finetune-steps`; compress/distill.py). On FashionNet,
+# 2 cores: 150 steps of 16 take ~5 s and bring w8a8 with 25% of channels pruned from 0.761 to 0.888
+# (fp32 0.900; 400 steps of 64: 0.890 in 40 s), so a candidate stays well inside 20 s.
+DEFAULT_FINETUNE_STEPS = 150
+
 _TYPE = "autocomp.CompressionPlan"
 _VERSION = 1
 

@@ -14,12 +14,14 @@ import torch
 from torch import nn
 
 
+
+
 @dataclass(frozen=True)
 class Recovery:
     steps: int
     inputs: torch.Tensor
     lr: float = 1e-3
-    batch: int = 64
+    batch: int = 16  # 150 steps of 16 cost ~5 s on 2 cores (FashionNet) and recover as much as 200 of 64
     seed: int = 0
 
 

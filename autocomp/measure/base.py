@@ -51,10 +51,24 @@ class RunResult:
     accuracy_source: str  # compiled | simulation, agreeing on N samples | simulation (estimate)
     peak_rss: Any = None  # measure.memory.PeakRSS or None
     details: dict[str, Any] = field(default_factory=dict)
+    comparison: Any = None  # interleave.Comparison: timed beside the reference (None: no reference given)
+
+
+@dataclass
+class Reference:
+    """The build every candidate is timed beside (interleave.py): the task's fp32 model, compiled once.
+
+    `loaded` keeps what each runner made of it (a loaded session, an exported library) for the life of
+    the process, so a trial pays only for the reference's timing rounds."""
+
+    label: str
+    built: BuildResult
+    model: Any  # its torch model (the estimate runner counts its MACs)
+    loaded: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner(Protocol):
-    def run(self, built: BuildResult, model: Any, task: Any) -> RunResult: ...
+    def run(self, built: BuildResult, model: Any, task: Any, reference: Reference | None = None) -> RunResult: ...
 
 
 @dataclass(frozen=True)

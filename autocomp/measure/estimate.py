@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from autocomp.errors import UserError
-from autocomp.measure.base import Latency, RunResult
+from autocomp.measure.base import Latency, Reference, RunResult
 from autocomp.device.profiles import DeviceProfile
 
 
@@ -54,7 +54,19 @@ class EstimateRunner:
             )
         self.profile = profile
 
-    def run(self, built: Any, model: Any, task: Any) -> RunResult:
+    def run(self, built: Any, model: Any, task: Any, reference: Reference | None = None) -> RunResult:
+        ms = self.estimate_ms(model, task)
+        latency = Latency(ms, ms, ms, 0, 0, 0)
+        comparison = None
+        if reference is not None:  # no drift to correct, but the search compares ratios alike
+            from autocomp.measure.interleave import Comparison
+
+            ref_ms = self.estimate_ms(reference.model, task)
+            ratio = ms / ref_ms
+            comparison = Comparison(latency, Latency(ref_ms, ref_ms, ref_ms, 0, 0, 0), ratio, ratio, ratio, 0)
+        return RunResult(latency, self.measured_on, None, "simulation (estimate)", comparison=comparison)
+
+    def estimate_ms(self, model: Any, task: Any) -> float:
         rates = self.profile.estimate
         key = {"int8": "int8_gops", "fp16": "fp16_gflops", "fp32": "fp32_gflops"}
         seconds = 0.0
@@ -63,6 +75,4 @@ class EstimateRunner:
                 raise UserError(f"--estimate: this candidate computes in fp16; add fp16_gflops to the "
                                 f"[estimate] table of {self.profile.source}")
             seconds += 2 * macs / (rates[key[kind]] * 1e9)
-        ms = seconds * 1e3
-        latency = Latency(ms, ms, ms, 0, 0, 0)
-        return RunResult(latency, self.measured_on, None, "simulation (estimate)")
+        return seconds * 1e3

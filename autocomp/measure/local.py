@@ -3,13 +3,16 @@ sample, probe its peak RSS."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from autocomp.build.compile import BuildResult
 from autocomp.device.profiles import Measurement
-from autocomp.measure.base import Latency, RunResult, first_output
+from autocomp.measure.base import Latency, Reference, RunResult, first_output
+
+if TYPE_CHECKING:
+    from autocomp.measure.interleave import Comparison
 
 
 class LocalSession:
@@ -42,6 +45,14 @@ class LocalSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return first_output(self.vm["main"](*self.args(x)))
+
+    def timer(self, x: np.ndarray, number: int) -> Callable[[], float]:
+        """One sample per call: the mean of `number` back-to-back runs, in seconds."""
+        import tvm
+
+        args = self.args(x)
+        evaluator = self.vm.time_evaluator("main", tvm.cpu(), number=number, repeat=1, min_repeat_ms=0)
+        return lambda: float(evaluator(*args).results[0])
 
 
 class LocalRunner:
@@ -80,8 +91,42 @@ class LocalRunner:
             self.last_window = {"timing_window": [start, time.time()], "timing_lock_wait_s": round(waited_s, 3)}
         return Latency.from_seconds(results, m, threads)
 
-    def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True) -> RunResult:
-        """`timed=False`: everything but the latency (a compile worker, whose cores are not quiet)."""
+    def reference_session(self, reference: Reference) -> LocalSession:
+        """The reference, loaded once per process and kept (every trial is timed beside it)."""
+        if "local" not in reference.loaded:
+            reference.loaded["local"] = self.session(reference.built)
+        return reference.loaded["local"]
+
+    def compare(self, sessions: list[LocalSession], reference: LocalSession,
+                example_input: np.ndarray) -> tuple[Latency, list[Comparison]]:
+        """Time each session in A/B rounds with the reference (interleave.py), under the timing lock;
+        returns the reference's own latency in this window and one comparison per session."""
+        import time
+
+        from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
+        from autocomp.device.timing_lock import timing_lock
+        from autocomp.measure.interleave import calls_per_sample, rounds_of
+
+        m = self.measurement
+        threads = use_threads(local_threads(m))
+        with timing_lock() as waited_s, master_off_worker_cores():
+            start = time.time()
+            for s in (reference, *sessions):
+                args = s.args(example_input)
+                for _ in range(m.warmup):
+                    s.vm["main"](*args)
+            number = calls_per_sample(lambda n: reference.timer(example_input, n)(), m)
+            timers = [s.timer(example_input, number) for s in sessions]
+            ref_timer = reference.timer(example_input, number)
+            results = rounds_of(timers, ref_timer, m, threads, number)
+            self.last_window = {"timing_window": [start, time.time()], "timing_lock_wait_s": round(waited_s, 3)}
+        ref_latency = results[0].reference if results else _alone(ref_timer, m, threads, number)
+        return ref_latency, results
+
+    def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True,
+            reference: Reference | None = None) -> RunResult:
+        """`timed=False`: everything but the latency (a compile worker, whose cores are not quiet).
+        With a reference, the latency is timed in A/B rounds beside it (interleave.py)."""
         from autocomp.device.timing_lock import shared_use
         from autocomp.measure import accuracy
         from autocomp.measure.memory import measure_peak_rss
@@ -90,7 +135,12 @@ class LocalRunner:
 
         t0 = time.perf_counter()
         session = self.session(built)
-        latency = self.time(session, task.example_input.numpy()) if timed else None
+        comparison = None
+        if timed and reference is not None:
+            _ref, (comparison,) = self.compare([session], self.reference_session(reference), task.example_input.numpy())
+            latency = comparison.candidate
+        else:
+            latency = self.time(session, task.example_input.numpy()) if timed else None
         t1 = time.perf_counter()
         with shared_use():  # the cores are busy, but not timing: no other process times meanwhile
             acc = accuracy.accuracy_compiled(session.run, task)
@@ -106,4 +156,11 @@ class LocalRunner:
             details.update(self.last_window)
         else:
             del timings["latency"]
-        return RunResult(latency, self.measured_on, acc, "compiled", rss, details)
+        return RunResult(latency, self.measured_on, acc, "compiled", rss, details, comparison)
+
+
+def _alone(timer: Callable[[], float], m: Any, threads: int | None, number: int) -> Latency:
+    from autocomp.device.profiles import Measurement
+
+    samples = [timer() for _ in range(max(3, m.repeat))]
+    return Latency.from_seconds(samples, Measurement(number, len(samples), m.min_repeat_ms, m.warmup, m.threads), threads)

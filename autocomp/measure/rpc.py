@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from autocomp.errors import CandidateError, UserError
-from autocomp.measure.base import Latency, MeasureOptions, RunResult, first_output
+from autocomp.measure.base import Latency, MeasureOptions, Reference, RunResult, first_output
 from autocomp.device.threads import remote_threads
 from autocomp.device.profiles import DeviceProfile
 
@@ -92,22 +92,38 @@ class RPCRunner:
         kind = "emulated" if is_emulated_key(self.key) else "rpc"
         self.measured_on = f"{kind}:{self.key}@{self.tracker}"
 
-    def run(self, built: Any, model: Any, task: Any) -> RunResult:
-        from autocomp.measure import accuracy
+    def _library(self, built: Any, directory: Path) -> Path:
         from autocomp.build.compile import export_library
 
+        lib = export_library(built, self.profile, directory)
+        if lib.suffix != ".so":
+            raise CandidateError(
+                f"cannot link the library for '{self.profile.name}': the cross compiler "
+                f"'{self.profile.cross_cc}' is not installed"
+            )
+        return lib
+
+    def _reference_library(self, reference: Reference) -> tuple[Path, tuple[np.ndarray, ...]]:
+        """The reference, linked once per process (uploaded beside every candidate)."""
+        if "rpc" not in reference.loaded:
+            d = Path(tempfile.mkdtemp(prefix="autocomp-rpc-ref-"))
+            (d / "ref").mkdir()
+            reference.loaded["rpc"] = self._library(reference.built, d / "ref")
+        return reference.loaded["rpc"], reference.built.params
+
+    def run(self, built: Any, model: Any, task: Any, reference: Reference | None = None) -> RunResult:
+        """With a reference, the candidate is timed in A/B rounds beside it on the same device, in the
+        same session (interleave.py)."""
+        from autocomp.measure import accuracy
+
         errors: list[str] = []
+        ref = self._reference_library(reference) if reference is not None else None
         with tempfile.TemporaryDirectory(prefix="autocomp-rpc-") as d:
-            lib = export_library(built, self.profile, Path(d))
-            if lib.suffix != ".so":
-                raise CandidateError(
-                    f"cannot link the library for '{self.profile.name}': the cross compiler "
-                    f"'{self.profile.cross_cc}' is not installed"
-                )
+            lib = self._library(built, Path(d))
             xs = task.eval_inputs[:AGREEMENT_SAMPLES].numpy()
             for attempt in range(1 + self.options.retries):
                 box: dict[str, Any] = {}
-                worker = threading.Thread(target=self._attempt, args=(lib, built.params, xs, box), daemon=True)
+                worker = threading.Thread(target=self._attempt, args=(lib, built.params, xs, box, ref), daemon=True)
                 worker.start()
                 worker.join(self.options.timeout_s)
                 if worker.is_alive():
@@ -132,12 +148,14 @@ class RPCRunner:
                         f"the device's outputs disagree with the torch simulation on {len(xs)} samples "
                         f"(max abs error {err:.3g}, same class {same_class:.1%}); its accuracy cannot be trusted")
                 source = f"simulation, agreeing with the device on {len(xs)} samples (max abs err {err:.2g})"
-                return RunResult(box["latency"], self.measured_on, None, source, None, details)
+                return RunResult(box["latency"], self.measured_on, None, source, None, details, box.get("comparison"))
         raise CandidateError(f"no device of key '{self.key}' at {self.tracker} completed the measurement: "
                              + "; ".join(errors))
 
-    def _attempt(self, lib: Path, params: tuple[np.ndarray, ...], xs: np.ndarray, box: dict[str, Any]) -> None:
-        """One device: request, upload, load, time, run the agreement samples, remove; errors are data."""
+    def _attempt(self, lib: Path, params: tuple[np.ndarray, ...], xs: np.ndarray, box: dict[str, Any],
+                 ref: tuple[Path, tuple[np.ndarray, ...]] | None = None) -> None:
+        """One device: request, upload, load, time (beside the reference when there is one), run the
+        agreement samples, remove; errors are data."""
         import tvm
         from tvm import rpc
         from tvm.runtime.vm import VirtualMachine
@@ -156,8 +174,12 @@ class RPCRunner:
             x0 = tvm.runtime.tensor(np.ascontiguousarray(xs[:1]), dev)
             for _ in range(m.warmup):
                 vm["main"](x0, *remote_params)
-            timer = vm.time_evaluator("main", dev, number=m.number, repeat=m.repeat, min_repeat_ms=m.min_repeat_ms)
-            latency = Latency.from_seconds(timer(x0, *remote_params).results, m, threads)
+            if ref is None:
+                timer = vm.time_evaluator("main", dev, number=m.number, repeat=m.repeat, min_repeat_ms=m.min_repeat_ms)
+                latency = Latency.from_seconds(timer(x0, *remote_params).results, m, threads)
+            else:
+                box["comparison"] = _compare_remote(session, dev, vm, remote_params, x0, ref, m, threads)
+                latency = box["comparison"].candidate
             outputs = []
             for i in range(len(xs)):
                 vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(xs[i : i + 1]), dev), *remote_params)
@@ -177,6 +199,36 @@ class RPCRunner:
 
     def _device_type(self) -> str:
         return str(self.profile.target.get("kind", "cpu"))
+
+
+def _compare_remote(session: Any, dev: Any, vm: Any, params: list[Any], x0: Any,
+                    ref: tuple[Path, tuple[np.ndarray, ...]], m: Any, threads: int | None) -> Any:
+    """The candidate's A/B rounds beside the reference, both loaded on this device."""
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    from autocomp.measure.interleave import calls_per_sample, rounds_of
+
+    ref_lib, ref_params = ref
+    remote_name = f"ref-{ref_lib.name}"
+    session.upload(str(ref_lib), target=remote_name)
+    ref_vm = VirtualMachine(session.load_module(remote_name), dev)
+    ref_remote = [tvm.runtime.tensor(p, dev) for p in ref_params]
+    for _ in range(m.warmup):
+        ref_vm["main"](x0, *ref_remote)
+
+    def timer(machine: Any, args: list[Any], number: int) -> Any:
+        evaluator = machine.time_evaluator("main", dev, number=number, repeat=1, min_repeat_ms=0)
+        return lambda: float(evaluator(*args).results[0])
+
+    number = calls_per_sample(lambda n: timer(ref_vm, [x0, *ref_remote], n)(), m)
+    (comparison,) = rounds_of([timer(vm, [x0, *params], number)], timer(ref_vm, [x0, *ref_remote], number),
+                              m, threads, number)
+    try:
+        session.remove(remote_name)
+    except Exception:  # best effort, as for the candidate's library
+        pass
+    return comparison
 
 
 def _close(session: Any) -> None:

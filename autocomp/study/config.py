@@ -8,10 +8,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from autocomp.plan import DEFAULT_FINETUNE_STEPS
 from autocomp.errors import UserError
 from autocomp.study.space import SearchSpace
 
-STUDY_VERSION = 1
+STUDY_VERSION = 2  # 2: latencies timed beside a reference; the objective is the drift-corrected figure
 ATTR = "autocomp"  # study user attr holding the study's fixed settings
 DIRECTIONS = ("minimize", "minimize", "maximize")  # latency_ms, memory_bytes, accuracy
 OBJECTIVES = ("latency_ms", "memory_bytes", "accuracy")
@@ -30,7 +31,7 @@ class SearchConfig:
     tracker: str | None = None
     rpc_key: str | None = None
     estimate: bool = False
-    finetune_steps: int = 0
+    finetune_steps: int = DEFAULT_FINETUNE_STEPS  # distillation after pruning (compress/distill.py); 0: none
     tune_trials: int = 0
     jobs: int = 0  # candidates compiled at once (0: one per core); see buildpool.py
     tracker_timeout_s: float = 10.0  # for the RPC tracker to accept a connection
@@ -90,7 +91,18 @@ def make_sampler(seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
 
 
-def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str) -> dict[str, Any]:
+def objective_latency_ms(result: Any, settings: dict[str, Any]) -> float:
+    """What the search minimises: the latency's ratio to the reference timed beside it, times the
+    reference figure stored with the study (measure/interleave.py); the raw median when there is no ratio."""
+    ratio = result.get("latency_ratio") if isinstance(result, dict) else result.latency_ratio
+    ref = (settings.get("reference") or {}).get("latency_ms")
+    if ratio is None or not ref:
+        return result["latency_ms"] if isinstance(result, dict) else result.latency_ms
+    return float(ratio) * float(ref)
+
+
+def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str,
+                 reference: dict[str, Any] | None = None) -> dict[str, Any]:
     settings = {
         "version": STUDY_VERSION,
         "task": task_name,
@@ -103,6 +115,8 @@ def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline
         "space": space.to_dict(),
         "objectives": list(OBJECTIVES),
         "winograd": winograd,  # the profile's key: which conv kernels the latencies and memory are of
+        # latencies are ratios to this build timed beside each candidate, times this figure (the creator's)
+        "reference": reference or {},
     }
     return json.loads(json.dumps(settings))  # as it reads back from storage (tuples become lists)
 

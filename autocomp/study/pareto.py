@@ -7,6 +7,8 @@ from typing import Any
 
 from autocomp.plan import CompressionPlan
 
+RETIMED_ATTR = "retimed"  # study user attr: the front and baselines re-timed together (remeasure.py)
+
 
 @dataclass(frozen=True)
 class FrontPoint:
@@ -25,16 +27,30 @@ class FrontPoint:
     measured_on: str
     device: str
     estimated: bool
+    raw_latency_ms: float  # the median as timed, in its own window (latency_ms is drift-corrected)
+    latency_ratio: float | None  # to the reference timed beside it (None: a study from before ratios)
+    retimed_ms: float | None = None  # re-timed together with the rest of the front (remeasure.py)
+    retimed_ratio: float | None = None
 
     @classmethod
-    def from_trial(cls, trial: Any) -> FrontPoint:
+    def from_trial(cls, trial: Any, retimed: dict[str, Any] | None = None) -> FrontPoint:
+        """`latency_ms` is the objective the search compared (the drift-corrected figure; the raw
+        median for a study from before ratios); p10 / p90 are the ratio's, on the same scale."""
         r = trial.user_attrs["result"]
+        latency = trial.values[0] if trial.values else r["latency_ms"]
+        ratio = r.get("latency_ratio")
+        scale = latency / ratio if ratio else latency / r["latency_ms"]
+        p10 = r["latency_ratio_p10"] if ratio else r["latency_p10_ms"]
+        p90 = r["latency_ratio_p90"] if ratio else r["latency_p90_ms"]
+        again = (retimed or {}).get(str(trial.number), {})
         return cls(
             trial=trial.number, plan_label=r["plan_label"], plan=trial.user_attrs["plan"],
-            latency_ms=r["latency_ms"], latency_p10_ms=r["latency_p10_ms"], latency_p90_ms=r["latency_p90_ms"],
+            latency_ms=latency, latency_p10_ms=p10 * scale, latency_p90_ms=p90 * scale,
             memory_bytes=r["memory_bytes"], param_bytes=r["param_bytes"], arena_bytes=r["arena_bytes"],
             accuracy=r["accuracy_compiled"], accuracy_sim=r["accuracy_sim"], compute=r["compute"],
             measured_on=r["measured_on"], device=r["device"], estimated=r["measured_on"] == "estimate",
+            raw_latency_ms=r["latency_ms"], latency_ratio=ratio,
+            retimed_ms=again.get("latency_ms"), retimed_ratio=again.get("ratio"),
         )
 
     def to_json(self, baseline: FrontPoint | None) -> dict[str, Any]:
@@ -47,13 +63,15 @@ class FrontPoint:
                 baseline_param_bytes=baseline.param_bytes,
                 baseline_accuracy=baseline.accuracy,
                 speedup=baseline.latency_ms / self.latency_ms,
+                retimed_speedup=(baseline.retimed_ms / self.retimed_ms
+                                 if baseline.retimed_ms and self.retimed_ms else None),
                 memory_ratio=self.memory_bytes / baseline.memory_bytes,
                 accuracy_drop=baseline.accuracy - self.accuracy,
             )
         return d
 
 
-def _complete(study: Any) -> list[Any]:
+def completed(study: Any) -> list[Any]:
     import optuna
 
     return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -64,6 +82,11 @@ def feasible(trial: Any) -> bool:
     """All constraints satisfied; a trial without constraints (failed before measuring) is not."""
     constraints = trial.constraints
     return bool(constraints) and all(v <= 0 for v in constraints.values())
+
+
+def retimed(study: Any) -> dict[str, Any]:
+    """The last re-timing of the front and baselines together (remeasure.py), or {}."""
+    return study.user_attrs.get(RETIMED_ATTR) or {}
 
 
 def front(study: Any) -> list[FrontPoint]:
@@ -80,26 +103,26 @@ def front(study: Any) -> list[FrontPoint]:
         if key in seen:
             continue
         seen.add(key)
-        points.append(FrontPoint.from_trial(t))
+        points.append(FrontPoint.from_trial(t, retimed(study).get("points")))
     return sorted(points, key=lambda p: (p.latency_ms, p.memory_bytes))
 
 
 def baseline(study: Any) -> FrontPoint | None:
     """The fp32 trial: the reference for speedups and memory ratios."""
-    for t in _complete(study):
+    for t in completed(study):
         plan = CompressionPlan.from_dict(t.user_attrs["plan"])
         if all(lp.w_bits == 32 and lp.a_bits == 32 and lp.prune == 0 for lp in plan.layers):
-            return FrontPoint.from_trial(t)
+            return FrontPoint.from_trial(t, retimed(study).get("points"))
     return None
 
 
 def find_trial(study: Any, number: int) -> Any:
     from autocomp.errors import UserError
 
-    for t in _complete(study):
+    for t in completed(study):
         if t.number == number:
             return t
-    done = [t.number for t in _complete(study)]
+    done = [t.number for t in completed(study)]
     raise UserError(
         f"trial {number} of study '{study.study_name}' has no completed measurement; "
         f"completed trials: {', '.join(map(str, done)) or 'none'} (see 'autocomp front')"

@@ -25,6 +25,7 @@ from autocomp.study.config import (
     constraint_values,
     default_study_name,
     make_sampler,
+    objective_latency_ms,
     settings_for,
 )
 from autocomp.study.space import SearchSpace
@@ -40,6 +41,7 @@ class PreparedSearch:
     ctx: Any  # candidate.Context
     baseline: float
     seed: int  # this worker's sampler seed
+    settings: dict[str, Any] = field(default_factory=dict)  # as stored with the study
     worker: dict[str, Any] = field(default_factory=liveness.this_worker)
 
     def jobs(self) -> int:
@@ -121,7 +123,7 @@ class PreparedSearch:
         trial.set_user_attr("constraints", constraints)
         for key, value in constraints.items():
             trial.set_constraint(key, value)
-        return result.latency_ms, float(result.memory_bytes), result.accuracy_compiled
+        return objective_latency_ms(result, self.settings), float(result.memory_bytes), result.accuracy_compiled
 
     def _objective(self, trial: Any) -> tuple[float, float, float]:
         from autocomp.candidate import evaluate_plan
@@ -228,7 +230,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     queues their plans again (liveness.py, storage.py), so a killed search loses nothing."""
     import optuna
 
-    from autocomp.candidate import fp32_accuracy, prepare
+    from autocomp.candidate import fp32_accuracy, prepare, reference_latency_ms
     from autocomp.device.profiles import load_profile
     from autocomp.measure.runners import runner_for
     from autocomp.study import storage as storage_mod
@@ -245,7 +247,9 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
     space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
     baseline = fp32_accuracy(ctx)
-    wanted = settings_for(cfg, task.name, space, baseline, profile.winograd)
+    # every worker compiles the reference (it times beside it); the creator's figure is the study's
+    reference = {"plan": ctx.reference().label, "latency_ms": reference_latency_ms(ctx)}
+    wanted = settings_for(cfg, task.name, space, baseline, profile.winograd, reference)
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by autocomp, once
     storage = storage_mod.open_storage(url, create=True)
@@ -261,6 +265,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         if stored is not None:
             check_compatible(study_name, stored, wanted)
             baseline = stored["baseline_accuracy"]
+            wanted = stored
         liveness.fail_dead_trials(study)
         storage_mod.fail_stale_trials(study)
     except ValueError as exc:
@@ -274,7 +279,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
             study.enqueue_trial(space.params(plan))
     if stored is None:  # created here, or its creator died before writing the settings
         study.set_user_attr(ATTR, wanted)
-    return PreparedSearch(cfg, url, study, space, ctx, baseline, seed)
+    return PreparedSearch(cfg, url, study, space, ctx, baseline, seed, settings=wanted)
 
 
 def _settings_of(study: Any, wait_s: float = 30.0) -> dict[str, Any] | None:
