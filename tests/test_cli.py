@@ -59,11 +59,17 @@ def test_search_front_export_on_digits(tmp_path):
     r = autocomp("search", "--task", "digits", "--trials", "3", "--storage", db, "--max-accuracy-drop", "0.05", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "feasible Pareto front of 'digits@host'" in r.stdout
+    assert "re-timed ms" in r.stdout and "timed together at" in r.stdout  # re-timed before it is shown
+    again = autocomp("front", "--study", "digits@host", "--storage", db, "--remeasure")
+    assert again.returncode == 0, again.stderr
+    assert "re-timed ms" in again.stdout and "drift-corrected" in again.stdout
     front = json.loads(autocomp("front", "--study", "digits@host", "--storage", db, "--json").stdout)
     assert front and all(p["accuracy_drop"] <= 0.05 + 1e-9 for p in front)
     for p in front:
         assert {"trial", "latency_ms", "memory_bytes", "accuracy", "plan", "baseline_latency_ms",
-                "baseline_memory_bytes", "baseline_accuracy", "speedup"} <= set(p)
+                "baseline_memory_bytes", "baseline_accuracy", "speedup", "raw_latency_ms", "latency_ratio",
+                "retimed_ms", "retimed_speedup"} <= set(p)
+        assert p["retimed_ms"] > 0 and p["latency_ratio"] > 0
     out = tmp_path / "out"
     r = autocomp("export", "--study", "digits@host", "--storage", db, "--trial", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr
