@@ -75,7 +75,8 @@ def _search_config(args: argparse.Namespace):
                         max_accuracy_drop=args.max_accuracy_drop, study=args.study, storage=args.storage,
                         seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
                         estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials,
-                        jobs=args.jobs, tracker_timeout_s=args.tracker_timeout)
+                        jobs=args.jobs, tracker_timeout_s=args.tracker_timeout, sampler=args.sampler,
+                        sensitivity=not args.no_sensitivity)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -250,6 +251,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from autocomp.candidate import prepare
+    from autocomp.device.profiles import load_profile
+    from autocomp.study import sensitivity
+    from autocomp.study.space import SearchSpace
+    from autocomp.tasks import load_task
+
+    profile = load_profile(args.device)
+    profile.tvm_target()
+    ctx = prepare(load_task(args.task), profile, None, args.finetune_steps)  # latency shares: local devices only
+    space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), profile)
+    sens = sensitivity.measure(ctx, space)
+    if args.json:
+        print(json.dumps(sens.to_dict(), indent=2))
+        return 0
+    keys = sorted({k for d in sens.drops.values() for k in d}, key=lambda k: (k[0] != "w", k))
+    shares = {b: sens.share(b) for b in sens.latency_ms}
+    print(f"per-layer sensitivity of task {ctx.task.name} on {profile.name}: accuracy drop (points) when only that "
+          f"layer takes the choice, on {sens.subset} eval samples (fp32 {sens.accuracy:.4f}); {'; '.join(sens.notes)}")
+    print(f"latency: {sens.latency_source}" + (" (share of the build's kernel time)" if shares else ""))
+    header = f"{'layer':24s} " + " ".join(f"{k:>7s}" for k in keys) + "".join(f" {b + ' %':>8s}" for b in shares)
+    print(header)
+    for name, drops in sens.drops.items():
+        cells = " ".join(f"{drops[k] * 100:7.1f}" if k in drops else f"{'-':>7s}" for k in keys)
+        print(f"{name:24s} {cells}" + "".join(f" {shares[b].get(name, 0) * 100:8.1f}" for b in shares))
+    print(f"measured in {sens.seconds:.1f} s")
+    return 0
+
+
 def _add_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-trials", type=int, default=0,
                    help="conv tiles timed per new workload, recorded in the device's tuning database "
@@ -286,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="candidates compiled in parallel (default 0: one per core); local timing waits "
                         "until no compile runs")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--no-sensitivity", action="store_true",
+                   help="skip the per-layer sensitivity step (it removes choices that alone break the accuracy "
+                        "budget and proposes knapsack plans after the baselines)")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp", "random"],
+                   help="Optuna sampler (default tpe: suits many categorical choices and few trials; "
+                        "random is the control)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
@@ -307,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sensitivity", help="per-layer accuracy and latency sensitivity of a task",
+                       description="Each layer's accuracy drop when only it is quantized or pruned (PyTorch simulation, "
+                                   "an eval subset) and its share of the measured kernel time; a search does the same "
+                                   "first and stores it with the study.")
+    p.add_argument("--device", default="host", help="device profile name (default host)")
+    p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
+                   help="0: measure pruning without the short distillation recovery")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("front", help="print a study's feasible Pareto front", description="Print the feasible non-dominated trials of a study.")
     _add_storage(p, study_required=True)

@@ -11,7 +11,7 @@ def autocomp(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "autocomp", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("command", [[], ["devices"], ["search"], ["front"], ["export"]])
+@pytest.mark.parametrize("command", [[], ["devices"], ["search"], ["front"], ["export"], ["sensitivity"]])
 def test_help_on_every_command(command):
     r = autocomp(*command, "--help")
     assert r.returncode == 0 and "usage: autocomp" in r.stdout

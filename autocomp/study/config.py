@@ -14,6 +14,7 @@ from autocomp.study.space import SearchSpace
 
 STUDY_VERSION = 2  # 2: latencies timed beside a reference; the objective is the drift-corrected figure
 ATTR = "autocomp"  # study user attr holding the study's fixed settings
+SENSITIVITY_ATTR = "sensitivity"  # study user attr: the creator's per-layer sensitivity (sensitivity.py)
 DIRECTIONS = ("minimize", "minimize", "maximize")  # latency_ms, memory_bytes, accuracy
 OBJECTIVES = ("latency_ms", "memory_bytes", "accuracy")
 
@@ -35,6 +36,8 @@ class SearchConfig:
     tune_trials: int = 0
     jobs: int = 0  # candidates compiled at once (0: one per core); see buildpool.py
     tracker_timeout_s: float = 10.0  # for the RPC tracker to accept a connection
+    sampler: str = "tpe"  # see SAMPLERS
+    sensitivity: bool = True  # measure per-layer sensitivity first: prune the space, propose knapsack plans
 
     def measure_options(self) -> Any:
         from autocomp.measure.base import MeasureOptions
@@ -51,6 +54,8 @@ class SearchConfig:
             raise UserError(f"--max-accuracy-drop must be a fraction in [0, 1] (0.01 = one point), got {self.max_accuracy_drop}")
         if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise UserError(f"--timeout must be positive seconds, got {self.timeout_s}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.jobs < 0:
             raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
         check_candidate_flags(self.tracker, self.estimate, self.tune_trials, self.finetune_steps, self.tracker_timeout_s)
@@ -83,12 +88,26 @@ def constraint_values(result: Any, baseline_accuracy: float, max_drop: float, me
     return values
 
 
-def make_sampler(seed: int) -> Any:
-    """TPE reads the trials' constraints (Trial.set_constraint) and favours feasible regions."""
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+
+
+def make_sampler(seed: int, kind: str = "tpe") -> Any:
+    """Optuna's samplers; all but random read the trials' constraints (Trial.set_constraint).
+
+    TPE is the default: it handles a space of dozens of categorical choices from few trials, and with
+    constant_liar, trials asked together (parallel builds) are not sampled as if the others did not exist.
+    NSGA-II needs populations (tens of trials per generation) to pay off; GP suits small continuous spaces;
+    random is the control a search must beat (scripts/bench_search.py)."""
     import optuna
 
-    # constant_liar: trials asked together (parallel builds) are not sampled as if the others did not exist
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
+
 
 
 def objective_latency_ms(result: Any, settings: dict[str, Any]) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from autocomp import interrupt
@@ -19,6 +19,7 @@ from autocomp.study import liveness
 from autocomp.study.config import (
     ATTR,
     DIRECTIONS,
+    SENSITIVITY_ATTR,
     SearchConfig,
     SearchOutcome,
     check_compatible,
@@ -256,11 +257,11 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     seed = cfg.seed
     try:
         study = optuna.create_study(study_name=study_name, storage=storage, directions=list(DIRECTIONS),
-                                    sampler=make_sampler(seed))
+                                    sampler=make_sampler(seed, cfg.sampler))
         stored = None
     except optuna.exceptions.DuplicatedStudyError:
         seed = cfg.seed + os.getpid()  # a joining (or resuming) worker: not the trials the others sample
-        study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(seed))
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(seed, cfg.sampler))
         stored = _settings_of(study)
         if stored is not None:
             check_compatible(study_name, stored, wanted)
@@ -274,7 +275,17 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
                                   optuna.study.StudyDirection.MAXIMIZE]:
         raise UserError(f"study '{study_name}' in {storage_mod.redact(url)} is not an autocomp study "
                         "(other objectives); use another --study name")
-    for _label, plan in space.baselines():
+    proposals: list[CompressionPlan] = []
+    if stored is None and cfg.sensitivity:  # created here: the creator measures it once, for every worker
+        from autocomp.study import sensitivity
+
+        sens = sensitivity.measure(ctx, space)
+        wanted = {**wanted, "excluded": sensitivity.excluded(sens, space, cfg.max_accuracy_drop)}
+        proposals = sensitivity.knapsack_plans(sens, space, cfg.max_accuracy_drop)
+        wanted["proposals"] = [p.summary() for p in proposals]
+        study.set_user_attr(SENSITIVITY_ATTR, sens.to_dict())
+    space = replace(space, excluded=wanted.get("excluded", {}))
+    for plan in [*(p for _label, p in space.baselines()), *proposals]:
         if not _baseline_settled(study, space.params(plan)):
             study.enqueue_trial(space.params(plan))
     if stored is None:  # created here, or its creator died before writing the settings
@@ -282,9 +293,9 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     return PreparedSearch(cfg, url, study, space, ctx, baseline, seed, settings=wanted)
 
 
-def _settings_of(study: Any, wait_s: float = 30.0) -> dict[str, Any] | None:
-    """The settings of a study another worker is creating: they are written last (after the baselines
-    are enqueued), a moment after the study itself. None: its creator is gone."""
+def _settings_of(study: Any, wait_s: float = 300.0) -> dict[str, Any] | None:
+    """The settings of a study another worker is creating: they are written last (after the sensitivity
+    is measured and the baselines enqueued), up to minutes after the study itself. None: its creator is gone."""
     deadline = time.monotonic() + wait_s
     while True:
         stored = study.user_attrs.get(ATTR)

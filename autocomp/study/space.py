@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from autocomp.plan import CompressionPlan, LayerPlan
@@ -30,6 +30,9 @@ class SearchSpace:
     w_choices: tuple[int, ...] = W_CHOICES
     a_choices: tuple[int, ...] = A_CHOICES
     prune_choices: tuple[float, ...] = PRUNE_CHOICES
+    # per parameter ("w_bits:<layer>", ...): values not offered, as each alone breaks the accuracy budget
+    # (sensitivity.py); stored with the study apart from the space itself, which is what resuming checks
+    excluded: dict[str, list[Any]] = field(default_factory=dict)
 
     @classmethod
     def for_profile(cls, layers: tuple[str, ...], prunable: tuple[str, ...], profile: DeviceProfile) -> SearchSpace:
@@ -40,12 +43,17 @@ class SearchSpace:
         a = tuple(b for b in (8, 16, 32) if b == 32 or (b == 16 and fp16) or (b == 8 and "int8" in profile.precisions))
         return cls(layers, prunable, w, a)
 
+    def choices(self, param: str, values: tuple[Any, ...]) -> list[Any]:
+        gone = self.excluded.get(param, [])
+        return [v for v in values if v not in gone]
+
     def suggest(self, trial: optuna.Trial) -> CompressionPlan:
         layers = []
         for name in self.layers:
-            w = trial.suggest_categorical(f"w_bits:{name}", list(self.w_choices))
-            a = trial.suggest_categorical(f"a_bits:{name}", list(self.a_choices))
-            p = trial.suggest_categorical(f"prune:{name}", list(self.prune_choices)) if name in self.prunable else 0.0
+            w = trial.suggest_categorical(f"w_bits:{name}", self.choices(f"w_bits:{name}", self.w_choices))
+            a = trial.suggest_categorical(f"a_bits:{name}", self.choices(f"a_bits:{name}", self.a_choices))
+            p = (trial.suggest_categorical(f"prune:{name}", self.choices(f"prune:{name}", self.prune_choices))
+                 if name in self.prunable else 0.0)
             layers.append(LayerPlan(name, int(w), int(a), float(p)))
         return CompressionPlan(tuple(layers))
 
@@ -73,4 +81,6 @@ class SearchSpace:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["excluded"]
+        return d

@@ -55,6 +55,47 @@ class FashionNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 project; a residual add when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int = 4) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class FashionMobileNet(nn.Module):
+    """A MobileNetV2-style net for 1x28x28 inputs: depthwise convs coupled to their expansions and
+    residual adds coupling whole stages, the groups structured pruning must keep consistent."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(1, 24),
+            InvertedResidual(24, 24, 1),
+            InvertedResidual(24, 32, 2),
+            InvertedResidual(32, 32, 1),
+            InvertedResidual(32, 64, 2),
+            InvertedResidual(64, 64, 1),
+            nn.Conv2d(64, 160, 1, bias=False), nn.BatchNorm2d(160), nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(160, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 class DigitsNet(nn.Module):
     """A tiny CNN for scikit-learn's 1x8x8 digits."""
 
@@ -154,6 +195,21 @@ def fashion_mnist(eval_samples: int = 1000, calib_samples: int = 512, epochs: in
     return _task("fashion-mnist", key, FashionNet, calib, x_eval, y_eval,
                  f"Fashion-MNIST, FashionNet ({n_params} params), {eval_samples} test images",
                  recovery=_normalise(xtr[:10000]))  # training images: never calibration or evaluation ones
+
+
+def fashion_mobilenet(eval_samples: int = 1000, calib_samples: int = 512, epochs: int = 2) -> Task:
+    """Fashion-MNIST on FashionMobileNet: the same data and splits as `fashion-mnist`."""
+    xtr, ytr, xte, yte = load_fashion()
+    n_train = 24000
+    x_train, y_train = _normalise(xtr[:n_train]), torch.from_numpy(ytr[:n_train].astype(np.int64))
+    calib = _normalise(xtr[n_train : n_train + calib_samples])
+    x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))
+    key = _recipe_key("fashion-mobilenet", n_train, epochs)
+    model = cached_model(key, FashionMobileNet, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
+    n_params = sum(p.numel() for p in model.parameters())
+    return _task("fashion-mobilenet", key, FashionMobileNet, calib, x_eval, y_eval,
+                 f"Fashion-MNIST, FashionMobileNet ({n_params} params), {eval_samples} test images",
+                 recovery=_normalise(xtr[:10000]))
 
 
 def digits(eval_samples: int = 300) -> Task:

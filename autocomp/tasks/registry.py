@@ -17,13 +17,20 @@ def _fashion() -> Task:
     return builtin.fashion_mnist()
 
 
+def _fashion_mobilenet() -> Task:
+    from autocomp.tasks import builtin
+
+    return builtin.fashion_mobilenet()
+
+
 def _digits() -> Task:
     from autocomp.tasks import builtin
 
     return builtin.digits()
 
 
-BUILTIN_TASKS: dict[str, Callable[[], Task]] = {"fashion-mnist": _fashion, "digits": _digits}
+BUILTIN_TASKS: dict[str, Callable[[], Task]] = {"fashion-mnist": _fashion, "fashion-mobilenet": _fashion_mobilenet,
+                                                 "digits": _digits}
 
 
 def load_task(spec: str | None = None) -> Task:

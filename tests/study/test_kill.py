@@ -57,7 +57,8 @@ def test_kill_9_at_any_moment_loses_nothing(tmp_path):
     kill(proc)
     killed = [t for t in _trials(db) if t.state == STATE.RUNNING]
     assert len(killed) == 1 and "fp32" not in [r["plan_label"] for r in _completed(db).values()]
-    _rerun(db, tmp_path, 3)  # the two waiting baselines, then the killed one, queued again
+    waiting = sum(t.state == STATE.WAITING for t in _trials(db))  # the other baselines and proposals
+    _rerun(db, tmp_path, waiting + 1)  # the waiting ones, then the killed one, queued again
     trials = _check_after_rerun(db, {})
     assert trials[killed[0].number].state == STATE.FAIL  # the dead worker's trial, failed by the rerun
 

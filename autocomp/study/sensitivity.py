@@ -1,0 +1,240 @@
+"""Per-layer sensitivity: what each choice alone costs in accuracy, and what each layer costs in time.
+
+Accuracy: the fp32 model with only one layer quantized (each bit width the space offers) or only one
+pruning group pruned (each ratio, recovered by a short distillation like the search's), on a subset of
+the eval data, in the PyTorch simulation: the drop from the fp32 model on the same subset.
+Latency: each layer's kernels timed inside the VM (its instrument hook) on the fp32 and the w8a8 builds,
+so the search knows where the time goes. The search uses both (search.py): choices that alone break the
+accuracy budget are not sampled, and a knapsack over (latency saved, accuracy cost), as HAWQ-V3 picks bit
+widths with an integer program, proposes the first plans after the baselines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from autocomp.plan import CompressionPlan, LayerPlan
+
+SUBSET = 300  # eval samples per sensitivity measurement
+RECOVERY_STEPS = 50  # distillation steps after a one-group prune (the search's default is more)
+LAYER_OPS = ("conv2d", "matmul", "dense")  # a VM call whose name holds one of these is a layer's kernel
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    subset: int
+    accuracy: float  # the fp32 model's, on the subset
+    drops: dict[str, dict[str, float]]  # layer -> choice ("w8a8", "w4a32", "p0.5", ...) -> accuracy drop
+    latency_ms: dict[str, dict[str, float]]  # build ("fp32", "w8a8") -> layer -> its kernels' time, ms
+    latency_source: str  # "vm instrument (measured)" or why not
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sensitivity:
+        return cls(**data)
+
+    def share(self, build: str) -> dict[str, float]:
+        times = self.latency_ms.get(build, {})
+        total = sum(times.values()) or 1.0
+        return {name: t / total for name, t in times.items()}
+
+
+def choice_key(w: int, a: int) -> str:
+    return f"w{w}a{a}"
+
+
+def measure(ctx: Any, space: Any) -> Sensitivity:
+    """Every single-layer choice of `space`, measured on `ctx`'s task (see the module docstring)."""
+    from autocomp.compress import compress
+    from autocomp.compress.distill import Recovery
+    from autocomp.device.timing_lock import shared_use
+    from autocomp.measure import accuracy
+
+    t0 = time.perf_counter()
+    task = ctx.task
+    subset = replace(task, eval_inputs=task.eval_inputs[:SUBSET], eval_targets=task.eval_targets[:SUBSET])
+    fp16 = ctx.profile.fp16_compute()
+    recovery_inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
+    recovery = Recovery(RECOVERY_STEPS, recovery_inputs) if ctx.finetune_steps > 0 else None
+    fp32 = CompressionPlan.uniform(ctx.layers)
+    drops: dict[str, dict[str, float]] = {}
+    with shared_use():
+        base = accuracy.accuracy_torch(ctx.model, subset)
+        for name in space.layers:
+            drops[name] = {}
+            for w, a in layer_choices(space):
+                plan = _with(fp32, LayerPlan(name, w, a, 0.0))
+                model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, None, fp16)
+                drops[name][choice_key(w, a)] = base - accuracy.accuracy_torch(model, subset)
+            if name in space.prunable:
+                for ratio in space.prune_choices:
+                    if ratio <= 0:
+                        continue
+                    plan = _with(fp32, LayerPlan(name, 32, 32, ratio))
+                    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, recovery, fp16)
+                    drops[name][f"p{ratio:g}"] = base - accuracy.accuracy_torch(model, subset)
+    latency, source = layer_latency(ctx)
+    notes = [f"prune drops after {RECOVERY_STEPS} distillation steps" if recovery else "prune drops without recovery"]
+    return Sensitivity(len(subset.eval_inputs), base, drops, latency, source, time.perf_counter() - t0, notes)
+
+
+def layer_choices(space: Any) -> list[tuple[int, int]]:
+    """(weight bits, activation bits) pairs measured per layer: every searched width but fp32."""
+    return [(w, a) for w in space.w_choices for a in space.a_choices if (w, a) != (32, 32)
+            and not (a < 32 and w == 32)]
+
+
+def _with(plan: CompressionPlan, layer: LayerPlan) -> CompressionPlan:
+    return CompressionPlan(tuple(layer if lp.name == layer.name else lp for lp in plan.layers))
+
+
+def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]], str]:
+    """Per build (fp32, and w8a8 where the device computes int8): each layer's kernel time, the median
+    over `runs` instrumented calls; the kernels between two layers (requantize, transpose, pool) are
+    counted with the layer after them. Only on a locally measured device."""
+    from autocomp.measure.local import LocalRunner
+
+    opts = ctx.options
+    if ctx.profile.measure != "local" or (opts is not None and (opts.tracker or opts.estimate)):
+        return {}, "not measured: the device is not this machine (the VM instrument runs locally)"
+    builds = {"fp32": CompressionPlan.uniform(ctx.layers)}
+    if "int8" in ctx.profile.precisions:
+        builds["w8a8"] = CompressionPlan.uniform(ctx.layers, 8, 8)
+    out: dict[str, dict[str, float]] = {}
+    for label, plan in builds.items():
+        built = ctx.reference().built if label == ctx.reference().label else ctx.compile(plan).built
+        per_call = _instrumented(LocalRunner(ctx.profile.measurement).session(built), ctx.task.example_input.numpy(), runs)
+        layers = _attribute(per_call, ctx.layers)
+        if layers is None:
+            found = sum(any(op in n for op in LAYER_OPS) for n, _ in per_call)
+            return {}, (f"not measured: the {label} build runs {found} layer kernels for {len(ctx.layers)} layers "
+                        "(e.g. Winograd splits a conv), so kernels cannot be told apart by layer")
+        out[label] = layers
+    return out, "vm instrument (measured)"
+
+
+def _instrumented(session: Any, x: Any, runs: int) -> list[tuple[str, float]]:
+    """(kernel name, median ms) of every VM call of one inference, in call order."""
+    import numpy as np
+
+    samples: list[list[tuple[str, float]]] = []
+    started: dict[str, float] = {}
+
+    def hook(_func: Any, name: str, before: bool, _ret: Any, *_args: Any) -> int:
+        if before:
+            started[name] = time.perf_counter()
+        else:
+            samples[-1].append((name, (time.perf_counter() - started.pop(name)) * 1e3))
+        return 0
+
+    session.vm.set_instrument(hook)
+    try:
+        for _ in range(runs + 2):
+            samples.append([])
+            session.run(x)
+    finally:
+        session.vm.set_instrument(lambda *_a: 0)
+    kept = samples[2:]  # the first calls allocate and warm caches
+    return [(name, float(np.median([s[i][1] for s in kept]))) for i, (name, _t) in enumerate(kept[0])]
+
+
+def _attribute(calls: list[tuple[str, float]], layers: list[str]) -> dict[str, float] | None:
+    kernels = [(n, t) for n, t in calls if not n.startswith("vm.builtin")]
+    out: dict[str, float] = defaultdict(float)
+    pending, i = 0.0, 0
+    for name, t in kernels:
+        pending += t
+        if any(op in name for op in LAYER_OPS):
+            if i >= len(layers):
+                return None
+            out[layers[i]] += pending
+            pending, i = 0.0, i + 1
+    if i != len(layers):
+        return None
+    out[layers[-1]] += pending  # the tail (e.g. an output reshape) with the last layer
+    return dict(out)
+
+
+def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[Any]]:
+    """Choices that alone drop accuracy by more than the budget: not offered to the sampler. The values
+    the uniform baselines use stay (Optuna cannot enqueue a value a distribution lacks); the knapsack
+    never picks them."""
+    keep_w = {lp.w_bits for _, plan in space.baselines() for lp in plan.layers}
+    keep_a = {lp.a_bits for _, plan in space.baselines() for lp in plan.layers}
+    keep_p = {lp.prune for _, plan in space.baselines() for lp in plan.layers}
+    out: dict[str, list[Any]] = {}
+    for name, drops in sens.drops.items():
+        for w in space.w_choices:
+            costs = [d for k, d in drops.items() if k.startswith(f"w{w}a")]
+            if w not in keep_w and costs and min(costs) > max_drop:
+                out.setdefault(f"w_bits:{name}", []).append(w)
+        for ratio in space.prune_choices:
+            d = drops.get(f"p{ratio:g}")
+            if ratio not in keep_p and d is not None and d > max_drop:
+                out.setdefault(f"prune:{name}", []).append(ratio)
+        for a in space.a_choices:
+            costs = [d for k, d in drops.items() if k.endswith(f"a{a}") and not k.startswith("w32")]
+            if a not in keep_a and costs and min(costs) > max_drop:
+                out.setdefault(f"a_bits:{name}", []).append(a)
+    return out
+
+
+def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tuple[float, ...] = (0.5, 0.8, 1.0),
+                   bins: int = 200) -> list[CompressionPlan]:
+    """Plans that save the most measured kernel time for a summed single-layer accuracy cost within
+    `fraction` x the budget (a multiple-choice knapsack, by dynamic programming over the cost in `bins`
+    steps). Saving of int8 on a layer: its fp32 kernel time minus its w8a8 one; of pruning by r: r x its
+    w8a8 time (its kernels shrink with its output channels). Empty when latency was not measured."""
+    fp32, int8 = sens.latency_ms.get("fp32"), sens.latency_ms.get("w8a8")
+    if not fp32 or not int8 or max_drop <= 0:
+        return []
+    options: dict[str, list[tuple[float, float, LayerPlan]]] = {}
+    for name in space.layers:
+        opts = [(0.0, 0.0, LayerPlan(name, 32, 32, 0.0))]
+        drops = sens.drops.get(name, {})
+        q_saving = fp32[name] - int8[name]
+        for w, a in layer_choices(space):
+            if a != 8 or choice_key(w, a) not in drops:
+                continue
+            base = max(drops[choice_key(w, a)], 0.0)
+            opts.append((base, q_saving, LayerPlan(name, w, a, 0.0)))
+            if name in space.prunable:
+                for ratio in space.prune_choices:
+                    d = drops.get(f"p{ratio:g}")
+                    if ratio > 0 and d is not None:
+                        opts.append((base + max(d, 0.0), q_saving + ratio * int8[name], LayerPlan(name, w, a, ratio)))
+        options[name] = opts
+    plans: list[CompressionPlan] = []
+    for fraction in fractions:
+        plan = _solve(options, space.layers, fraction * max_drop, bins)
+        if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
+            plans.append(plan)
+    return plans
+
+
+def _solve(options: dict[str, list[tuple[float, float, LayerPlan]]], layers: tuple[str, ...], budget: float,
+           bins: int) -> CompressionPlan | None:
+    step = budget / bins
+    best: dict[int, tuple[float, tuple[LayerPlan, ...]]] = {0: (0.0, ())}
+    for name in layers:
+        nxt: dict[int, tuple[float, tuple[LayerPlan, ...]]] = {}
+        for used, (saved, chosen) in best.items():
+            for cost, saving, lp in options[name]:
+                u = used + int(round(cost / step)) if step > 0 else used
+                if u > bins:
+                    continue
+                cand = (saved + saving, chosen + (lp,))
+                if u not in nxt or cand[0] > nxt[u][0]:
+                    nxt[u] = cand
+        best = nxt
+    if not best:
+        return None
+    _saved, chosen = max(best.values(), key=lambda v: v[0])
+    return CompressionPlan(chosen)

@@ -1,0 +1,158 @@
+"""Search quality: autocomp's search against random sampling with the same trial budget.
+
+    python scripts/bench_search.py [--tasks fashion-mnist,fashion-mobilenet] [--seeds 0,1,2] [--trials 32]
+                                   [--max-accuracy-drop 0.01] [--json]
+
+For each task and seed, two searches on the host device into a temporary SQLite study: autocomp's
+(its default sampler, TPE) and Optuna's RandomSampler, both starting from the same enqueued uniform
+baselines. After each search the front and the baselines are re-timed together beside the reference
+(study/remeasure.py), and every figure below comes from that one window:
+
+- feasible_fraction: feasible trials among those the sampler proposed (baselines excluded);
+- hypervolume: of the feasible re-timed points in (latency, memory), each divided by the fp32 trial's,
+  reference point (1.1, 1.1); hypervolume_uniform: the same of the feasible uniform baselines alone;
+- best_speedup: fp32 latency / the fastest feasible point's; best_speedup_vs_w8a8 likewise against the
+  uniform w8a8 baseline; best_speedup_vs_ort: onnxruntime fp32 (the task's fp32 model exported to ONNX,
+  same input) / the fastest feasible point's, timed interleaved right after the re-timing;
+- smallest_memory_ratio: the smallest feasible memory / fp32 memory; wall_s: the search's wall time.
+
+A feasible point keeps the accuracy drop within --max-accuracy-drop of fp32 on the task's eval set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+warnings.filterwarnings("ignore")
+
+import _bench  # noqa: E402
+
+REF_POINT = (1.1, 1.1)
+
+
+def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float] = REF_POINT) -> float:
+    """Area dominated by `points` (both minimised) inside the box up to `ref`."""
+    inside = sorted((x, y) for x, y in points if x < ref[0] and y < ref[1])
+    area, best_y = 0.0, ref[1]  # sweep by latency: the staircase of the non-dominated points
+    front = []
+    for x, y in inside:
+        if y < best_y:
+            front.append((x, y))
+            best_y = y
+    for i, (x, y) in enumerate(front):
+        next_x = front[i + 1][0] if i + 1 < len(front) else ref[0]
+        area += (next_x - x) * (ref[1] - y)
+    return area
+
+
+def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url: str) -> dict:
+    from autocomp.study import pareto
+    from autocomp.study.remeasure import retime
+    from autocomp.study.search import SearchConfig, load_study, prepare_search
+
+    name = f"{task}-{sampler}-{seed}"
+    cfg = SearchConfig(task=task, device="host", trials=args.trials, storage=url, study=name, seed=seed,
+                       sampler="random" if sampler == "random" else "tpe", max_accuracy_drop=args.max_accuracy_drop)
+    t0 = time.perf_counter()
+    prepared = prepare_search(cfg)
+    prepared.run()
+    wall = time.perf_counter() - t0
+    study = load_study(name, url)
+    record = retime(study, prepared.ctx)
+    study = load_study(name, url)
+    points = record["points"]
+    completed = pareto.completed(study)
+    by_number = {t.number: t for t in completed}
+    baseline_numbers = {t.number for t in completed if "fixed_params" in t.system_attrs}
+    proposed = [t for t in completed if t.number not in baseline_numbers]
+    fp32 = pareto.baseline(study)
+    w8a8 = next((t for t in completed if t.user_attrs["result"]["plan_label"] == "w8a8"), None)
+    f_ms, f_mem = points[str(fp32.trial)]["latency_ms"], fp32.memory_bytes
+
+    def norm(n: int) -> tuple[float, float]:
+        return points[str(n)]["latency_ms"] / f_ms, by_number[n].user_attrs["result"]["memory_bytes"] / f_mem
+
+    feasible = [int(n) for n in points if pareto.feasible(by_number[int(n)])]
+    uniform = [n for n in feasible if n in baseline_numbers]
+    fastest = min(feasible, key=lambda n: points[str(n)]["latency_ms"])
+    ort = ort_ratio(prepared.ctx, by_number[fastest], Path(tempfile.mkdtemp(prefix="bench-search-")))
+    return {
+        "task": task, "sampler": sampler, "seed": seed, "trials": len(completed),
+        "feasible_fraction": (sum(pareto.feasible(t) for t in proposed) / len(proposed)) if proposed else 0.0,
+        "hypervolume": hypervolume_2d([norm(n) for n in feasible]),
+        "hypervolume_uniform": hypervolume_2d([norm(n) for n in uniform]),
+        "best_speedup": f_ms / points[str(fastest)]["latency_ms"],
+        "best_speedup_vs_w8a8": (points[str(w8a8.number)]["latency_ms"] / points[str(fastest)]["latency_ms"]
+                                 if w8a8 is not None and str(w8a8.number) in points else None),
+        "best_speedup_vs_ort": ort,
+        "best_plan": by_number[fastest].user_attrs["result"]["plan_label"],
+        "best_accuracy_drop": study.user_attrs["autocomp"]["baseline_accuracy"]
+        - by_number[fastest].user_attrs["result"]["accuracy_compiled"],
+        "smallest_memory_ratio": min(norm(n)[1] for n in feasible),
+        "wall_s": wall,
+    }
+
+
+def ort_ratio(ctx, trial, tmp: Path) -> float:  # type: ignore[no-untyped-def]
+    """onnxruntime fp32 latency / the trial's, timed interleaved (bench_latency.py's method)."""
+    from autocomp.artifacts.export import export_onnx
+    from autocomp.measure.local import LocalRunner
+    from autocomp.plan import CompressionPlan
+
+    x = ctx.task.example_input
+    onnx_path = tmp / "fp32.onnx"
+    export_onnx(ctx.model, x, onnx_path)
+    runner = LocalRunner(ctx.profile.measurement, peak_rss=False)
+    session = runner.session(ctx.compile(CompressionPlan.from_dict(trial.user_attrs["plan"])).built)
+    timings = _bench.interleaved_ms({"ort": _bench.ort_timer(onnx_path, x.numpy()),
+                                     "autocomp": lambda: runner.time(session, x.numpy()).median_ms}, rounds=5)
+    return timings["ort"] / timings["autocomp"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="fashion-mnist,fashion-mobilenet")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-search-')}/studies.db"
+    rows = []
+    for task in args.tasks.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            for sampler in ("autocomp", "random"):
+                rows.append(one_search(task, seed, sampler, args, url))
+                if not args.json:
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(_bench.cpu_banner())
+    print(f"{args.trials} trials per search, max accuracy drop {args.max_accuracy_drop}; figures from the final "
+          "re-timing of each study's front and baselines in one window")
+    cols = ("task", "sampler", "seed", "feasible_fraction", "hypervolume", "hypervolume_uniform", "best_speedup",
+            "best_speedup_vs_w8a8", "best_speedup_vs_ort", "smallest_memory_ratio", "wall_s", "best_plan")
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+    for task in args.tasks.split(","):
+        for sampler in ("autocomp", "random"):
+            mine = [r for r in rows if r["task"] == task and r["sampler"] == sampler]
+            mean = {k: statistics.mean(r[k] for r in mine) for k in
+                    ("feasible_fraction", "hypervolume", "hypervolume_uniform", "best_speedup", "smallest_memory_ratio")}
+            print(f"mean {task} {sampler}: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

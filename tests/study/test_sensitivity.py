@@ -1,0 +1,72 @@
+"""Per-layer sensitivity: measured on digits, and how the search uses it (space pruning, knapsack)."""
+
+import pytest
+
+from autocomp.study.sensitivity import Sensitivity, excluded, knapsack_plans, measure
+from autocomp.study.space import SearchSpace
+
+
+def test_every_layer_and_choice_is_measured_on_digits(digits_ctx):
+    space = SearchSpace(tuple(digits_ctx.layers), tuple(digits_ctx.prunable), (4, 8, 32), (8, 32), (0.0, 0.25, 0.5))
+    sens = measure(digits_ctx, space)
+    assert sens.subset > 0 and 0.5 < sens.accuracy <= 1.0
+    for name in digits_ctx.layers:
+        assert {"w4a8", "w8a8", "w4a32", "w8a32"} <= set(sens.drops[name])
+        assert all(-1.0 <= d <= 1.0 for d in sens.drops[name].values())
+    for name in digits_ctx.prunable:
+        assert {"p0.25", "p0.5"} <= set(sens.drops[name])
+    assert sens.latency_source == "vm instrument (measured)"
+    for build in ("fp32", "w8a8"):
+        assert set(sens.latency_ms[build]) == set(digits_ctx.layers)
+        assert all(t > 0 for t in sens.latency_ms[build].values())
+        assert sum(sens.share(build).values()) == pytest.approx(1.0)
+    assert Sensitivity.from_dict(sens.to_dict()) == sens
+
+
+def hand_made():
+    """Layer a: cheap to quantize, most of the time; b: w4 breaks it; c: pruning it is costly."""
+    drops = {"a": {"w8a8": 0.001, "w4a8": 0.004, "w8a32": 0.0, "w4a32": 0.003, "p0.25": 0.002, "p0.5": 0.004},
+             "b": {"w8a8": 0.002, "w4a8": 0.2, "w8a32": 0.001, "w4a32": 0.15, "p0.25": 0.003, "p0.5": 0.006},
+             "c": {"w8a8": 0.003, "w4a8": 0.005, "w8a32": 0.002, "w4a32": 0.004, "p0.25": 0.05, "p0.5": 0.3}}
+    latency = {"fp32": {"a": 1.0, "b": 0.2, "c": 0.3}, "w8a8": {"a": 0.3, "b": 0.1, "c": 0.1}}
+    space = SearchSpace(("a", "b", "c"), ("a", "b", "c"), (4, 8, 32), (8, 32), (0.0, 0.25, 0.5))
+    return Sensitivity(100, 0.9, drops, latency, "vm instrument (measured)", 1.0), space
+
+
+def test_choices_that_alone_break_the_budget_are_not_offered_except_the_baselines_own():
+    sens, space = hand_made()
+    gone = excluded(sens, space, max_drop=0.01)
+    assert gone == {"w_bits:b": [4], "prune:c": [0.5]}  # c's p0.25 breaks it too, but w8a8 p0.25 is a baseline
+    pruned = space.__class__(**{**space.to_dict(), "excluded": gone})
+    assert pruned.choices("w_bits:b", pruned.w_choices) == [8, 32] and pruned.choices("w_bits:a", pruned.w_choices) == [4, 8, 32]
+
+
+def test_knapsack_spends_the_budget_where_the_measured_time_is():
+    sens, space = hand_made()
+    plans = knapsack_plans(sens, space, max_drop=0.01, fractions=(0.3, 1.0))
+    assert plans
+    tight = {lp.name: lp for lp in plans[0].layers}
+    assert tight["a"].w_bits == 8 and tight["a"].a_bits == 8  # the layer with most of the time goes int8 first
+    for plan in plans:
+        layers = {lp.name: lp for lp in plan.layers}
+        assert layers["b"].w_bits != 4 and layers["c"].prune < 0.5  # never a choice over the budget
+        cost = sum(sens.drops[lp.name][f"w{lp.w_bits}a{lp.a_bits}"] for lp in plan.layers if lp.w_bits < 32)
+        cost += sum(sens.drops[lp.name][f"p{lp.prune:g}"] for lp in plan.layers if lp.prune > 0)
+        assert cost <= 0.01 + 1e-9
+    assert knapsack_plans(Sensitivity(100, 0.9, sens.drops, {}, "not measured", 1.0, []), space, 0.01) == []
+
+
+def test_a_search_stores_the_sensitivity_and_runs_the_knapsack_plans_after_the_baselines(sqlite_url):
+    from autocomp.study.search import SearchConfig, load_study, run_search
+
+    run_search(SearchConfig(task="digits", device="host", storage=sqlite_url, study="s", trials=1, jobs=1,
+                            max_accuracy_drop=0.05))
+    study = load_study("s", sqlite_url)
+    settings = study.user_attrs["autocomp"]
+    assert study.user_attrs["sensitivity"]["latency_source"] == "vm instrument (measured)"
+    assert isinstance(settings["excluded"], dict) and settings["proposals"]
+    fixed = [t for t in study.trials if "fixed_params" in t.system_attrs]
+    from autocomp.study.space import SearchSpace
+
+    n_base = len(SearchSpace(**settings["space"]).baselines())
+    assert len(fixed) == n_base + len(settings["proposals"])  # queued in that order, each once
