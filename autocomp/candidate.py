@@ -52,13 +52,7 @@ class Context:
 
     def reference(self) -> Any:
         """The build every latency is timed beside (measure/interleave.py), compiled once per process:
-        uniform w8a8 where the device computes int8, else fp32.
-
-        The machine's slow windows do not slow every kind of kernel alike (FashionNet, Zen 4: fp32
-        convs slowed 1.65x while int8 ones slowed 1.54x), so a ratio is steadiest against a reference of
-        the kind most candidates are. Timed 10 times over 150 s against w8a8, a pruned w8a8 plan's ratio
-        spread 1.05x (max/min) and a mixed w4/fp32/int8 plan's 1.07x; against fp32, 1.19x and 1.12x;
-        their raw medians 1.50x and 1.56x."""
+        uniform w8a8 where the device computes int8, else fp32 (why: docs/design-notes.md, issue 17)."""
         if self._reference is None:
             from autocomp.device.timing_lock import shared_use
             from autocomp.measure.base import Reference
@@ -390,18 +384,6 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
     if bad:
         raise UserError(f"--plan {spec}: layer {bad[0]!r} cannot be pruned (prunable: {', '.join(ctx.prunable)})")
     return plan
-
-
-def reference_latency_ms(ctx: Context) -> float:
-    """The reference's latency on the study's device now: the fixed figure a study's ratios are
-    multiplied by (its creator measures it once), so drift-corrected latencies read as milliseconds."""
-    from autocomp.measure.local import LocalRunner
-
-    ref, runner = ctx.reference(), ctx.runner()
-    if isinstance(runner, LocalRunner):
-        latency, _none = runner.compare([], runner.reference_session(ref), ctx.task.example_input.numpy())
-        return latency.median_ms
-    return runner.run(ref.built, ref.model, ctx.task, reference=ref).comparison.reference.median_ms
 
 
 def fp32_accuracy(ctx: Context) -> float:

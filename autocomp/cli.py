@@ -76,7 +76,8 @@ def _search_config(args: argparse.Namespace):
                         seed=args.seed, timeout_s=args.timeout, tracker=args.tracker, rpc_key=args.rpc_key,
                         estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials,
                         jobs=args.jobs, tracker_timeout_s=args.tracker_timeout, sampler=args.sampler,
-                        sensitivity=not args.no_sensitivity)
+                        sensitivity=not args.no_sensitivity, max_latency_ms=args.max_latency_ms,
+                        max_memory_mb=args.max_memory_mb)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -118,20 +119,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"autocomp: every trial of this run failed; the first: {outcome.errors[0]}", file=sys.stderr)
         return 1
     study = study_mod.load_study(outcome.study, outcome.storage)
-    _retime(study, prepared.ctx, console)
+    from autocomp.study.remeasure import retime_if_local
+
+    with console.status("re-timing the front and the baselines together ...", spinner="dots"):
+        retime_if_local(study, prepared.ctx)  # remote / estimated trials were each timed beside the reference
     _print_front(study, as_json=False)
     return 0
-
-
-def _retime(study, ctx, console) -> None:
-    """The front and baselines timed together, beside the reference, before they are shown."""
-    from autocomp.measure.local import LocalRunner
-    from autocomp.study.remeasure import retime
-
-    if not isinstance(ctx.runner(), LocalRunner):
-        return  # remote and estimated trials: each was timed beside the reference on its device
-    with console.status("re-timing the front and the baselines together ...", spinner="dots"):
-        retime(study, ctx)
 
 
 def _print_front(study, as_json: bool) -> None:
@@ -163,7 +156,30 @@ def cmd_front(args: argparse.Namespace) -> int:
 
         with _console().status("re-timing the front and the baselines together ...", spinner="dots"):
             retime(study, context_of(study, MeasureOptions()))
+    if args.pick:
+        return _pick(study, args)
+    if args.max_latency_ms is not None or args.max_memory_mb is not None:
+        raise UserError("--max-latency-ms and --max-memory-mb go with --pick (the limits of the point to pick)")
     _print_front(study, as_json=args.json)
+    return 0
+
+
+def _pick(study, args: argparse.Namespace) -> int:
+    from autocomp.study import pareto
+
+    points, base = pareto.front(study), pareto.baseline(study)
+    chosen = pareto.pick(points, args.max_latency_ms, args.max_memory_mb)
+    if chosen is None:
+        limits = ", ".join(f"{k} {v:g}" for k, v in (("latency ms", args.max_latency_ms),
+                                                        ("memory MiB", args.max_memory_mb)) if v is not None)
+        raise UserError(f"no feasible point of study '{study.study_name}' is within {limits or 'the limits'}; "
+                        f"the front has {len(points)} points (see 'autocomp front --study {study.study_name}')")
+    if args.json:
+        print(json.dumps(chosen.to_json(base), indent=2))
+        return 0
+    from autocomp.reports.table import pick_line
+
+    print(pick_line(chosen, study.study_name))
     return 0
 
 
@@ -235,19 +251,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     from autocomp.reports import table
 
-    print(f"{plan.summary()} on {profile.name} ({result.measured_on}), task {ctx.task.name}")
-    threads = f", {result.latency_threads} runtime threads" if result.latency_threads else ""
-    print(f"  latency   {result.latency_ms:.3f} ms (p10 {result.latency_p10_ms:.3f}, p90 {result.latency_p90_ms:.3f}, "
-          f"{result.latency_samples} samples{threads})")
-    if result.latency_ratio is not None:
-        print(f"            {result.latency_ratio:.3f}x the {result.reference} reference timed beside it "
-              f"({result.reference_latency_ms:.3f} ms in the same window)")
-    print(f"  memory    params {table.kib(result.param_bytes)} KiB + arena {table.kib(result.arena_bytes)} KiB; "
-          f"process peak RSS {table.kib(result.peak_rss_bytes or 0)} KiB (TVM runtime alone "
-          f"{table.kib(result.runtime_rss_bytes or 0)} KiB, model {table.kib(result.model_rss_bytes or 0)} KiB)")
-    print(f"  accuracy  {result.accuracy_compiled:.4f} ({result.accuracy_source}), torch simulation {result.accuracy_sim:.4f}")
-    for layer in result.layers:
-        print(f"    {layer['name']:24s} weights {layer['weight_dtype']:8s} input {layer['activation_dtype']:8s} {layer['compute']}")
+    print("\n".join(table.evaluate_lines(result, plan.summary(), profile.name, ctx.task.name)))
     return 0
 
 
@@ -266,17 +270,9 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(sens.to_dict(), indent=2))
         return 0
-    keys = sorted({k for d in sens.drops.values() for k in d}, key=lambda k: (k[0] != "w", k))
-    shares = {b: sens.share(b) for b in sens.latency_ms}
-    print(f"per-layer sensitivity of task {ctx.task.name} on {profile.name}: accuracy drop (points) when only that "
-          f"layer takes the choice, on {sens.subset} eval samples (fp32 {sens.accuracy:.4f}); {'; '.join(sens.notes)}")
-    print(f"latency: {sens.latency_source}" + (" (share of the build's kernel time)" if shares else ""))
-    header = f"{'layer':24s} " + " ".join(f"{k:>7s}" for k in keys) + "".join(f" {b + ' %':>8s}" for b in shares)
-    print(header)
-    for name, drops in sens.drops.items():
-        cells = " ".join(f"{drops[k] * 100:7.1f}" if k in drops else f"{'-':>7s}" for k in keys)
-        print(f"{name:24s} {cells}" + "".join(f" {shares[b].get(name, 0) * 100:8.1f}" for b in shares))
-    print(f"measured in {sens.seconds:.1f} s")
+    from autocomp.reports.table import sensitivity_lines
+
+    print("\n".join(sensitivity_lines(sens, ctx.task.name, profile.name)))
     return 0
 
 
@@ -312,16 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
     p.add_argument("--trials", type=int, default=24, help="trials to run now (default 24)")
     p.add_argument("--max-accuracy-drop", type=float, default=0.01, help="largest allowed accuracy drop vs fp32, as a fraction (default 0.01)")
+    p.add_argument("--max-latency-ms", type=float, help="a further constraint: the drift-corrected latency, ms")
+    p.add_argument("--max-memory-mb", type=float, help="a further constraint: weights + activation arena, MiB")
     p.add_argument("--jobs", type=int, default=0,
                    help="candidates compiled in parallel (default 0: one per core); local timing waits "
                         "until no compile runs")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--no-sensitivity", action="store_true",
-                   help="skip the per-layer sensitivity step (it removes choices that alone break the accuracy "
-                        "budget and proposes knapsack plans after the baselines)")
+                   help="skip the per-layer sensitivity step (space pruning, knapsack plans after the baselines)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp", "random"],
-                   help="Optuna sampler (default tpe: suits many categorical choices and few trials; "
-                        "random is the control)")
+                   help="Optuna sampler (default tpe: many categorical choices, few trials; random: the control)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
@@ -337,21 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16 (fp16 weights; fp16 arithmetic where the target has it), w16a16, w8, w4 (uniform), or a plan JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_measure(p)
-    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
-                   help=f"distillation steps after pruning (default {DEFAULT_FINETUNE_STEPS}, as in a search; 0: none)")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS, help="distillation steps after pruning")
     p.add_argument("--compile-only", action="store_true", help="only compile for the device; write the library to --out")
     p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("sensitivity", help="per-layer accuracy and latency sensitivity of a task",
-                       description="Each layer's accuracy drop when only it is quantized or pruned (PyTorch simulation, "
-                                   "an eval subset) and its share of the measured kernel time; a search does the same "
-                                   "first and stores it with the study.")
+                       description="Each layer's accuracy drop when only it is quantized or pruned, and its share of "
+                                   "the measured kernel time; a search does the same first and stores it.")
     p.add_argument("--device", default="host", help="device profile name (default host)")
     p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
-    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
-                   help="0: measure pruning without the short distillation recovery")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS, help="0: pruning without recovery")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_sensitivity)
 
@@ -359,8 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p, study_required=True)
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per front point")
     p.add_argument("--remeasure", action="store_true",
-                   help="first re-time the front and the uniform baselines together on this host, beside the "
-                        "reference (compiles them again; the study's task must load here)")
+                   help="first re-time the front and the uniform baselines together on this host (compiles them again)")
+    p.add_argument("--pick", action="store_true",
+                   help="print only the most accurate feasible point within --max-latency-ms / --max-memory-mb")
+    p.add_argument("--max-latency-ms", type=float, help="with --pick: the latency limit (re-timed, else drift-corrected)")
+    p.add_argument("--max-memory-mb", type=float, help="with --pick: the memory limit (weights + arena), MiB")
     p.set_defaults(func=cmd_front)
 
     p = sub.add_parser("export", help="write one trial's deployable artifacts", description="Rebuild a trial and write its TVM library, ONNX model, torch state and manifest.json.")

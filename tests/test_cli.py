@@ -63,6 +63,12 @@ def test_search_front_export_on_digits(tmp_path):
     again = autocomp("front", "--study", "digits@host", "--storage", db, "--remeasure")
     assert again.returncode == 0, again.stderr
     assert "re-timed ms" in again.stdout and "drift-corrected" in again.stdout
+    picked = autocomp("front", "--study", "digits@host", "--storage", db, "--pick", "--max-memory-mb", "100", "--json")
+    assert picked.returncode == 0, picked.stderr
+    assert json.loads(picked.stdout)["accuracy"] == max(p["accuracy"] for p in json.loads(
+        autocomp("front", "--study", "digits@host", "--storage", db, "--json").stdout))
+    none = autocomp("front", "--study", "digits@host", "--storage", db, "--pick", "--max-latency-ms", "1e-9")
+    assert none.returncode == 2 and "no feasible point" in none.stderr
     front = json.loads(autocomp("front", "--study", "digits@host", "--storage", db, "--json").stdout)
     assert front and all(p["accuracy_drop"] <= 0.05 + 1e-9 for p in front)
     for p in front:

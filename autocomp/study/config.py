@@ -38,6 +38,8 @@ class SearchConfig:
     tracker_timeout_s: float = 10.0  # for the RPC tracker to accept a connection
     sampler: str = "tpe"  # see SAMPLERS
     sensitivity: bool = True  # measure per-layer sensitivity first: prune the space, propose knapsack plans
+    max_latency_ms: float | None = None  # further constraints: the drift-corrected latency ...
+    max_memory_mb: float | None = None  # ... and param + arena bytes (besides the device's memory_mb)
 
     def measure_options(self) -> Any:
         from autocomp.measure.base import MeasureOptions
@@ -56,6 +58,9 @@ class SearchConfig:
             raise UserError(f"--timeout must be positive seconds, got {self.timeout_s}")
         if self.sampler not in SAMPLERS:
             raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for flag, value in (("--max-latency-ms", self.max_latency_ms), ("--max-memory-mb", self.max_memory_mb)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"{flag} must be a positive number, got {value}")
         if self.jobs < 0:
             raise UserError(f"--jobs must be >= 0 (0: one per core), got {self.jobs}")
         check_candidate_flags(self.tracker, self.estimate, self.tune_trials, self.finetune_steps, self.tracker_timeout_s)
@@ -79,13 +84,22 @@ def default_study_name(task: str | None, device: str) -> str:
     return f"{(task or DEFAULT_TASK).replace(':', '.')}@{device}"
 
 
-def constraint_values(result: Any, baseline_accuracy: float, max_drop: float, memory_limit_bytes: int) -> dict[str, float]:
-    """Optuna constraints (> 0 is a violation): accuracy drop over the limit, memory over the device's."""
+def constraint_values(result: Any, baseline_accuracy: float, max_drop: float, memory_limit_bytes: int,
+                      latency_ms: float | None = None, max_latency_ms: float | None = None) -> dict[str, float]:
+    """Optuna constraints (> 0 is a violation): accuracy drop over the limit, memory over the device's
+    (or the user's, the smaller), the drift-corrected latency `latency_ms` over the user's limit."""
     drop = round(baseline_accuracy - result.accuracy_compiled, 9)
     values = {"accuracy_drop": drop - max_drop}
     if memory_limit_bytes:
         values["memory"] = float(result.memory_bytes - memory_limit_bytes)
+    if max_latency_ms is not None and latency_ms is not None:
+        values["latency"] = float(latency_ms - max_latency_ms)
     return values
+
+
+def memory_limit_bytes(device_mb: int, user_mb: float | None) -> int:
+    limits = [mb for mb in (device_mb, user_mb) if mb]
+    return int(min(limits) * 1024 * 1024) if limits else 0
 
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -128,6 +142,8 @@ def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline
         "task_spec": cfg.task or task_name,
         "device": cfg.device,
         "max_accuracy_drop": cfg.max_accuracy_drop,
+        "max_latency_ms": cfg.max_latency_ms,
+        "max_memory_mb": cfg.max_memory_mb,
         "finetune_steps": cfg.finetune_steps,
         "measure": "estimate" if cfg.estimate else ("emulated" if (cfg.rpc_key or "").endswith("-emulated") else "device"),
         "baseline_accuracy": baseline,
@@ -141,7 +157,8 @@ def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline
 
 
 def check_compatible(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-    for key in ("version", "task", "device", "max_accuracy_drop", "space", "measure", "finetune_steps"):
+    for key in ("version", "task", "device", "max_accuracy_drop", "max_latency_ms", "max_memory_mb", "space", "measure",
+                "finetune_steps"):
         if stored.get(key) != wanted.get(key):
             raise UserError(
                 f"study '{name}' was made with {key}={stored.get(key)!r}, not {wanted.get(key)!r}; "

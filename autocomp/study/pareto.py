@@ -107,6 +107,20 @@ def front(study: Any) -> list[FrontPoint]:
     return sorted(points, key=lambda p: (p.latency_ms, p.memory_bytes))
 
 
+def pick(points: list[FrontPoint], max_latency_ms: float | None = None,
+         max_memory_mb: float | None = None) -> FrontPoint | None:
+    """The most accurate point within the limits (then the fastest): always a front point, since a
+    point that dominated it would be within the limits too. Latency: the re-timed figure where the
+    front was re-timed together, else the drift-corrected one."""
+    def latency(p: FrontPoint) -> float:
+        return p.retimed_ms if p.retimed_ms is not None else p.latency_ms
+
+    within = [p for p in points
+              if (max_latency_ms is None or latency(p) <= max_latency_ms)
+              and (max_memory_mb is None or p.memory_bytes <= max_memory_mb * 1024 * 1024)]
+    return max(within, key=lambda p: (p.accuracy, -latency(p)), default=None)
+
+
 def baseline(study: Any) -> FrontPoint | None:
     """The fp32 trial: the reference for speedups and memory ratios."""
     for t in completed(study):

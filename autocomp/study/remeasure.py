@@ -71,6 +71,14 @@ def retime(study: Any, ctx: Any) -> dict[str, Any]:
     return record
 
 
+def retime_if_local(study: Any, ctx: Any) -> dict[str, Any]:
+    """`retime` where the device is this machine; {} elsewhere (each remote or estimated trial was
+    already timed beside the reference on its device)."""
+    from autocomp.measure.local import LocalRunner
+
+    return retime(study, ctx) if isinstance(ctx.runner(), LocalRunner) else {}
+
+
 def context_of(study: Any, options: Any) -> Any:
     """The task and device a stored study was made with, prepared again (for `front --remeasure`)."""
     from autocomp.candidate import prepare

@@ -26,6 +26,7 @@ from autocomp.study.config import (
     constraint_values,
     default_study_name,
     make_sampler,
+    memory_limit_bytes,
     objective_latency_ms,
     settings_for,
 )
@@ -119,12 +120,14 @@ class PreparedSearch:
 
     def _record(self, trial: Any, result: Any) -> tuple[float, float, float]:
         trial.set_user_attr("result", result.to_dict())
-        memory_limit = self.ctx.profile.memory_mb * 1024 * 1024
-        constraints = constraint_values(result, self.baseline, self.cfg.max_accuracy_drop, memory_limit)
+        latency = objective_latency_ms(result, self.settings)
+        memory_limit = memory_limit_bytes(self.ctx.profile.memory_mb, self.cfg.max_memory_mb)
+        constraints = constraint_values(result, self.baseline, self.cfg.max_accuracy_drop, memory_limit,
+                                        latency, self.cfg.max_latency_ms)
         trial.set_user_attr("constraints", constraints)
         for key, value in constraints.items():
             trial.set_constraint(key, value)
-        return objective_latency_ms(result, self.settings), float(result.memory_bytes), result.accuracy_compiled
+        return latency, float(result.memory_bytes), result.accuracy_compiled
 
     def _objective(self, trial: Any) -> tuple[float, float, float]:
         from autocomp.candidate import evaluate_plan
@@ -231,7 +234,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     queues their plans again (liveness.py, storage.py), so a killed search loses nothing."""
     import optuna
 
-    from autocomp.candidate import fp32_accuracy, prepare, reference_latency_ms
+    from autocomp.candidate import fp32_accuracy, prepare
     from autocomp.device.profiles import load_profile
     from autocomp.measure.runners import runner_for
     from autocomp.study import storage as storage_mod
@@ -249,7 +252,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
     baseline = fp32_accuracy(ctx)
     # every worker compiles the reference (it times beside it); the creator's figure is the study's
-    reference = {"plan": ctx.reference().label, "latency_ms": reference_latency_ms(ctx)}
+    reference = {"plan": ctx.reference().label, "latency_ms": _reference_latency_ms(ctx)}
     wanted = settings_for(cfg, task.name, space, baseline, profile.winograd, reference)
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by autocomp, once
@@ -291,6 +294,18 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     if stored is None:  # created here, or its creator died before writing the settings
         study.set_user_attr(ATTR, wanted)
     return PreparedSearch(cfg, url, study, space, ctx, baseline, seed, settings=wanted)
+
+
+def _reference_latency_ms(ctx: Any) -> float:
+    """The reference's latency on the study's device now: the fixed figure a study's ratios are
+    multiplied by (its creator measures it once), so drift-corrected latencies read as milliseconds."""
+    from autocomp.measure.local import LocalRunner
+
+    ref, runner = ctx.reference(), ctx.runner()
+    if isinstance(runner, LocalRunner):
+        latency, _none = runner.compare([], runner.reference_session(ref), ctx.task.example_input.numpy())
+        return latency.median_ms
+    return runner.run(ref.built, ref.model, ctx.task, reference=ref).comparison.reference.median_ms
 
 
 def _settings_of(study: Any, wait_s: float = 300.0) -> dict[str, Any] | None:

@@ -86,9 +86,10 @@ def measure(ctx: Any, space: Any) -> Sensitivity:
 
 
 def layer_choices(space: Any) -> list[tuple[int, int]]:
-    """(weight bits, activation bits) pairs measured per layer: every searched width but fp32."""
-    return [(w, a) for w in space.w_choices for a in space.a_choices if (w, a) != (32, 32)
-            and not (a < 32 and w == 32)]
+    """(weight bits, activation bits) pairs measured per layer: the pairs a layer computes natively
+    (integer weights with int8 inputs, fp16 with fp16) and weight-only compression (fp32 inputs)."""
+    return [(w, a) for w in space.w_choices for a in space.a_choices
+            if (a == 8 and w <= 8) or (a == 16 and w == 16) or (a == 32 and w < 32)]
 
 
 def _with(plan: CompressionPlan, layer: LayerPlan) -> CompressionPlan:

@@ -34,3 +34,28 @@ def test_front_is_feasible_and_non_dominated():
     j = points[0].to_json(b)
     assert j["speedup"] == 2.0 and j["memory_ratio"] == 0.4 and j["baseline_accuracy"] == 0.90
     assert {"trial", "latency_ms", "memory_bytes", "accuracy", "plan"} <= set(j)
+
+
+def test_pick_names_the_most_accurate_point_within_the_limits():
+    study = optuna.create_study(directions=["minimize", "minimize", "maximize"])
+    u = CompressionPlan.uniform
+    add(study, u(LAYERS), 10.0, 4 * 2**20, 0.90, -0.01)
+    fast = add(study, u(LAYERS, 8, 8), 5.0, 2**20, 0.895, -0.005)
+    small = add(study, u(LAYERS, 4, 8), 6.0, 2**19, 0.893, -0.003)
+    points = pareto.front(study)
+    assert pareto.pick(points).accuracy == 0.90  # no limits: the most accurate
+    assert pareto.pick(points, max_latency_ms=8.0).trial == fast
+    assert pareto.pick(points, max_memory_mb=0.75).trial == small
+    assert pareto.pick(points, max_latency_ms=1.0) is None
+
+
+def test_latency_and_memory_limits_are_constraints():
+    from types import SimpleNamespace
+
+    from autocomp.study.config import constraint_values, memory_limit_bytes
+
+    r = SimpleNamespace(accuracy_compiled=0.89, memory_bytes=3 * 2**20)
+    c = constraint_values(r, 0.90, 0.02, memory_limit_bytes(0, 2.0), latency_ms=4.0, max_latency_ms=5.0)
+    assert c["accuracy_drop"] < 0 and c["memory"] == 2**20 and c["latency"] == -1.0
+    assert memory_limit_bytes(512, 2.0) == 2 * 2**20 and memory_limit_bytes(1, None) == 2**20
+    assert memory_limit_bytes(0, None) == 0 and "latency" not in constraint_values(r, 0.9, 0.02, 0)

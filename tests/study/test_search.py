@@ -9,7 +9,9 @@ from autocomp.study.search import SearchConfig, load_study, run_search
 
 
 def cfg(url, **kw):
-    return SearchConfig(task="digits", device="host", storage=url, study="s", **kw)
+    """These tests are about the study's mechanics: no sensitivity step (test_sensitivity.py has it),
+    so the queue holds exactly the uniform baselines."""
+    return SearchConfig(task="digits", device="host", storage=url, study="s", **{"sensitivity": False, **kw})
 
 
 def baseline_labels(url):
