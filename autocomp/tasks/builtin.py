@@ -184,32 +184,26 @@ def _recipe_key(name: str, *parts: object) -> str:
 
 def fashion_mnist(eval_samples: int = 1000, calib_samples: int = 512, epochs: int = 2) -> Task:
     """Fashion-MNIST: train on 24k training images, calibrate on 512 others, evaluate on the test set."""
-    xtr, ytr, xte, yte = load_fashion()
-    n_train = 24000
-    x_train, y_train = _normalise(xtr[:n_train]), torch.from_numpy(ytr[:n_train].astype(np.int64))
-    calib = _normalise(xtr[n_train : n_train + calib_samples])
-    x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))
-    key = _recipe_key("fashion-mnist", n_train, epochs)
-    model = cached_model(key, FashionNet, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
-    n_params = sum(p.numel() for p in model.parameters())
-    return _task("fashion-mnist", key, FashionNet, calib, x_eval, y_eval,
-                 f"Fashion-MNIST, FashionNet ({n_params} params), {eval_samples} test images",
-                 recovery=_normalise(xtr[:10000]))  # training images: never calibration or evaluation ones
+    return _fashion_task("fashion-mnist", FashionNet, eval_samples, calib_samples, epochs)
 
 
 def fashion_mobilenet(eval_samples: int = 1000, calib_samples: int = 512, epochs: int = 2) -> Task:
     """Fashion-MNIST on FashionMobileNet: the same data and splits as `fashion-mnist`."""
+    return _fashion_task("fashion-mobilenet", FashionMobileNet, eval_samples, calib_samples, epochs)
+
+
+def _fashion_task(name: str, make: type[nn.Module], eval_samples: int, calib_samples: int, epochs: int) -> Task:
     xtr, ytr, xte, yte = load_fashion()
     n_train = 24000
     x_train, y_train = _normalise(xtr[:n_train]), torch.from_numpy(ytr[:n_train].astype(np.int64))
     calib = _normalise(xtr[n_train : n_train + calib_samples])
     x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))
-    key = _recipe_key("fashion-mobilenet", n_train, epochs)
-    model = cached_model(key, FashionMobileNet, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
+    key = _recipe_key(name, n_train, epochs)
+    model = cached_model(key, make, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
     n_params = sum(p.numel() for p in model.parameters())
-    return _task("fashion-mobilenet", key, FashionMobileNet, calib, x_eval, y_eval,
-                 f"Fashion-MNIST, FashionMobileNet ({n_params} params), {eval_samples} test images",
-                 recovery=_normalise(xtr[:10000]))
+    return _task(name, key, make, calib, x_eval, y_eval,
+                 f"Fashion-MNIST, {make.__name__} ({n_params} params), {eval_samples} test images",
+                 recovery=_normalise(xtr[:10000]))  # training images: never calibration or evaluation ones
 
 
 def digits(eval_samples: int = 300) -> Task:
