@@ -53,9 +53,10 @@ def calls_per_sample(once: Callable[[int], float], m: Measurement) -> int:
 
 
 def rounds_of(timers: Sequence[Timer], reference: Timer, m: Measurement, threads: int | None,
-              number: int) -> list[Comparison]:
+              number: int) -> tuple[Latency, list[Comparison]]:
     """`m.repeat` rounds; each round times the reference and every build once, the order reversed in
-    every other round (ABBA), so a drift within the window falls on both sides equally."""
+    every other round (ABBA), so a drift within the window falls on both sides equally. Returns the
+    reference's own latency in the window (also with no builds) and one comparison per build."""
     n = len(timers)
     rounds = max(MIN_ROUNDS, m.repeat)
     ref: list[float] = []
@@ -76,9 +77,4 @@ def rounds_of(timers: Sequence[Timer], reference: Timer, m: Measurement, threads
         ratios = s / ref_s
         out.append(Comparison(Latency.from_seconds(s, m_used, threads), ref_latency, float(np.median(ratios)),
                               float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90)), rounds))
-    return out
-
-
-def corrected_ms(ratio: float, reference_ms: float) -> float:
-    """The drift-corrected latency: the ratio in the units of the study's reference figure."""
-    return ratio * reference_ms
+    return ref_latency, out

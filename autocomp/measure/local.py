@@ -118,9 +118,8 @@ class LocalRunner:
             number = calls_per_sample(lambda n: reference.timer(example_input, n)(), m)
             timers = [s.timer(example_input, number) for s in sessions]
             ref_timer = reference.timer(example_input, number)
-            results = rounds_of(timers, ref_timer, m, threads, number)
+            ref_latency, results = rounds_of(timers, ref_timer, m, threads, number)
             self.last_window = {"timing_window": [start, time.time()], "timing_lock_wait_s": round(waited_s, 3)}
-        ref_latency = results[0].reference if results else _alone(ref_timer, m, threads, number)
         return ref_latency, results
 
     def run(self, built: BuildResult, model: Any, task: Any, timed: bool = True,
@@ -157,10 +156,3 @@ class LocalRunner:
         else:
             del timings["latency"]
         return RunResult(latency, self.measured_on, acc, "compiled", rss, details, comparison)
-
-
-def _alone(timer: Callable[[], float], m: Any, threads: int | None, number: int) -> Latency:
-    from autocomp.device.profiles import Measurement
-
-    samples = [timer() for _ in range(max(3, m.repeat))]
-    return Latency.from_seconds(samples, Measurement(number, len(samples), m.min_repeat_ms, m.warmup, m.threads), threads)

@@ -106,9 +106,12 @@ class RPCRunner:
     def _reference_library(self, reference: Reference) -> tuple[Path, tuple[np.ndarray, ...]]:
         """The reference, linked once per process (uploaded beside every candidate)."""
         if "rpc" not in reference.loaded:
+            import atexit
+            import shutil
+
             d = Path(tempfile.mkdtemp(prefix="autocomp-rpc-ref-"))
-            (d / "ref").mkdir()
-            reference.loaded["rpc"] = self._library(reference.built, d / "ref")
+            atexit.register(shutil.rmtree, d, True)
+            reference.loaded["rpc"] = self._library(reference.built, d)
         return reference.loaded["rpc"], reference.built.params
 
     def run(self, built: Any, model: Any, task: Any, reference: Reference | None = None) -> RunResult:
@@ -222,8 +225,8 @@ def _compare_remote(session: Any, dev: Any, vm: Any, params: list[Any], x0: Any,
         return lambda: float(evaluator(*args).results[0])
 
     number = calls_per_sample(lambda n: timer(ref_vm, [x0, *ref_remote], n)(), m)
-    (comparison,) = rounds_of([timer(vm, [x0, *params], number)], timer(ref_vm, [x0, *ref_remote], number),
-                              m, threads, number)
+    _ref, (comparison,) = rounds_of([timer(vm, [x0, *params], number)], timer(ref_vm, [x0, *ref_remote], number),
+                                    m, threads, number)
     try:
         session.remove(remote_name)
     except Exception:  # best effort, as for the candidate's library

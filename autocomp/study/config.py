@@ -134,8 +134,7 @@ def objective_latency_ms(result: Any, settings: dict[str, Any]) -> float:
     return float(ratio) * float(ref)
 
 
-def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str,
-                 reference: dict[str, Any] | None = None) -> dict[str, Any]:
+def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline: float, winograd: str) -> dict[str, Any]:
     settings = {
         "version": STUDY_VERSION,
         "task": task_name,
@@ -150,8 +149,9 @@ def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline
         "space": space.to_dict(),
         "objectives": list(OBJECTIVES),
         "winograd": winograd,  # the profile's key: which conv kernels the latencies and memory are of
-        # latencies are ratios to this build timed beside each candidate, times this figure (the creator's)
-        "reference": reference or {},
+        # filled in by the study's creator (search.py): latencies are ratios to this build timed beside
+        # each candidate, times this figure
+        "reference": {},
     }
     return json.loads(json.dumps(settings))  # as it reads back from storage (tuples become lists)
 

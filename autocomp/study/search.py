@@ -251,9 +251,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
     space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
     baseline = fp32_accuracy(ctx)
-    # every worker compiles the reference (it times beside it); the creator's figure is the study's
-    reference = {"plan": ctx.reference().label, "latency_ms": _reference_latency_ms(ctx)}
-    wanted = settings_for(cfg, task.name, space, baseline, profile.winograd, reference)
+    wanted = settings_for(cfg, task.name, space, baseline, profile.winograd)
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported by autocomp, once
     storage = storage_mod.open_storage(url, create=True)
@@ -279,6 +277,8 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         raise UserError(f"study '{study_name}' in {storage_mod.redact(url)} is not an autocomp study "
                         "(other objectives); use another --study name")
     proposals: list[CompressionPlan] = []
+    if stored is None:  # created here: the creator's reference figure is the study's
+        wanted["reference"] = {"plan": ctx.reference().label, "latency_ms": _reference_latency_ms(ctx)}
     if stored is None and cfg.sensitivity:  # created here: the creator measures it once, for every worker
         from autocomp.study import sensitivity
 

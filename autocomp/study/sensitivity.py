@@ -108,10 +108,20 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
     builds = {"fp32": CompressionPlan.uniform(ctx.layers)}
     if "int8" in ctx.profile.precisions:
         builds["w8a8"] = CompressionPlan.uniform(ctx.layers, 8, 8)
+    from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
+    from autocomp.device.timing_lock import shared_use, timing_lock
+
     out: dict[str, dict[str, float]] = {}
     for label, plan in builds.items():
-        built = ctx.reference().built if label == ctx.reference().label else ctx.compile(plan).built
-        per_call = _instrumented(LocalRunner(ctx.profile.measurement).session(built), ctx.task.example_input.numpy(), runs)
+        if label == ctx.reference().label:
+            built = ctx.reference().built
+        else:
+            with shared_use():
+                built = ctx.compile(plan).built
+        session = LocalRunner(ctx.profile.measurement).session(built)
+        use_threads(local_threads(ctx.profile.measurement))
+        with timing_lock(), master_off_worker_cores():  # kernel times are timings: quiet cores, as for a trial
+            per_call = _instrumented(session, ctx.task.example_input.numpy(), runs)
         layers = _attribute(per_call, ctx.layers)
         if layers is None:
             found = sum(any(op in n for op in LAYER_OPS) for n, _ in per_call)
