@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 from autocomp import interrupt
+from autocomp.cli_parser import build_parser
 from autocomp.errors import CandidateError, UserError
-from autocomp.plan import DEFAULT_FINETUNE_STEPS
 
 
 def _console():
@@ -149,7 +149,11 @@ def _print_front(study, as_json: bool) -> None:
 def cmd_front(args: argparse.Namespace) -> int:
     from autocomp.study import search as study_mod
 
+    if args.config and (args.remeasure or args.pick):
+        raise UserError("--config prints the study's stored config only; run --remeasure or --pick without it")
     study = study_mod.load_study(args.study, args.storage)
+    if args.config:
+        return _print_config(study, as_json=args.json)
     if args.remeasure:
         from autocomp.measure.base import MeasureOptions
         from autocomp.study.remeasure import context_of, retime
@@ -161,6 +165,18 @@ def cmd_front(args: argparse.Namespace) -> int:
     if args.max_latency_ms is not None or args.max_memory_mb is not None:
         raise UserError("--max-latency-ms and --max-memory-mb go with --pick (the limits of the point to pick)")
     _print_front(study, as_json=args.json)
+    return 0
+
+
+def _print_config(study, as_json: bool) -> int:
+    from autocomp.study.config import CONFIG_ATTR
+    from autocomp.study.config_file import to_toml
+
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        raise UserError(f"study '{study.study_name}' has no stored config: it was created before autocomp stored one "
+                        f"(its task, device and limits are in the title of 'autocomp front --study {study.study_name}')")
+    print(json.dumps(stored, indent=2) if as_json else to_toml(stored).rstrip("\n"))
     return 0
 
 
@@ -276,102 +292,18 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_measure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tune-trials", type=int, default=0,
-                   help="conv tiles timed per new workload, recorded in the device's tuning database "
-                        "(default 0: recorded and default tiles only)")
-    p.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker: measure on a device registered there")
-    p.add_argument("--rpc-key", help="device key at the tracker (default: the profile's rpc_key)")
-    p.add_argument("--tracker-timeout", type=float, default=10.0,
-                   help="seconds the tracker may take to accept a connection (default 10)")
-    p.add_argument("--estimate", action="store_true",
-                   help="no device: estimate latency from the profile's [estimate] rates (labelled 'estimate')")
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "devices": cmd_devices, "search": cmd_search, "evaluate": cmd_evaluate, "sensitivity": cmd_sensitivity,
+    "front": cmd_front, "export": cmd_export, "verify": cmd_verify,
+}
 
 
-def _add_storage(p: argparse.ArgumentParser, study_required: bool) -> None:
-    p.add_argument("--study", required=study_required, help="study name (default for search: TASK@DEVICE)")
-    p.add_argument("--storage", help="Optuna storage URL or SQLite file path (default: runs/autocomp.db)")
+def _with_config_file(argv: list[str] | None, path: str) -> argparse.Namespace:
+    """`search --config FILE`: parse again with the file's values as the defaults, so a flag given
+    on the command line overrides the file and the file overrides the built-in defaults."""
+    from autocomp.study.config_file import as_flags, load
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autocomp", description="Hardware-aware compression search for PyTorch models.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("devices", help="list device profiles", description="List the device profiles and where each is measured.")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker: also show its devices per key")
-    p.set_defaults(func=cmd_devices)
-
-    p = sub.add_parser("search", help="search compression plans for a device",
-                       description="Search per-layer bit widths and prune ratios; measure each candidate on the device.")
-    p.add_argument("--device", default="host", help="device profile name (see 'autocomp devices'); default host")
-    p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
-    p.add_argument("--trials", type=int, default=24, help="trials to run now (default 24)")
-    p.add_argument("--max-accuracy-drop", type=float, default=0.01, help="largest allowed accuracy drop vs fp32, as a fraction (default 0.01)")
-    p.add_argument("--max-latency-ms", type=float, help="a further constraint: the drift-corrected latency, ms")
-    p.add_argument("--max-memory-mb", type=float, help="a further constraint: weights + activation arena, MiB")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="candidates compiled in parallel (default 0: one per core); local timing waits "
-                        "until no compile runs")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--no-sensitivity", action="store_true",
-                   help="skip the per-layer sensitivity step (space pruning, knapsack plans after the baselines)")
-    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp", "random"],
-                   help="Optuna sampler (default tpe: many categorical choices, few trials; random: the control)")
-    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
-                   help=f"distillation steps that recover a pruned candidate's accuracy (default {DEFAULT_FINETUNE_STEPS}; 0: none)")
-    _add_measure(p)
-    _add_storage(p, study_required=False)
-    p.set_defaults(func=cmd_search)
-
-    p = sub.add_parser("evaluate", help="compress, compile, measure and evaluate one plan",
-                       description="Run one plan through every stage, without a search.")
-    p.add_argument("--device", default="host", help="device profile name (default host)")
-    p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
-    p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16 (fp16 weights; fp16 arithmetic where the target has it), w16a16, w8, w4 (uniform), or a plan JSON file")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_measure(p)
-    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS, help="distillation steps after pruning")
-    p.add_argument("--compile-only", action="store_true", help="only compile for the device; write the library to --out")
-    p.add_argument("--out", help="output directory for --compile-only (must be new or empty)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("sensitivity", help="per-layer accuracy and latency sensitivity of a task",
-                       description="Each layer's accuracy drop when only it is quantized or pruned, and its share of "
-                                   "the measured kernel time; a search does the same first and stores it.")
-    p.add_argument("--device", default="host", help="device profile name (default host)")
-    p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
-    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS, help="0: pruning without recovery")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_sensitivity)
-
-    p = sub.add_parser("front", help="print a study's feasible Pareto front", description="Print the feasible non-dominated trials of a study.")
-    _add_storage(p, study_required=True)
-    p.add_argument("--json", action="store_true", help="print a JSON array, one object per front point")
-    p.add_argument("--remeasure", action="store_true",
-                   help="first re-time the front and the uniform baselines together on this host (compiles them again)")
-    p.add_argument("--pick", action="store_true",
-                   help="print only the most accurate feasible point within --max-latency-ms / --max-memory-mb")
-    p.add_argument("--max-latency-ms", type=float, help="with --pick: the latency limit (re-timed, else drift-corrected)")
-    p.add_argument("--max-memory-mb", type=float, help="with --pick: the memory limit (weights + arena), MiB")
-    p.set_defaults(func=cmd_front)
-
-    p = sub.add_parser("export", help="write one trial's deployable artifacts", description="Rebuild a trial and write its TVM library, ONNX model, torch state and manifest.json.")
-    _add_storage(p, study_required=True)
-    p.add_argument("--trial", type=int, required=True, help="trial number (see 'autocomp front')")
-    p.add_argument("--out", required=True, help="output directory (must be new or empty)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("verify", help="check an exported directory against its manifest",
-                       description="Check every file of an 'autocomp export' directory against the sha256 and size "
-                                   "in its manifest.json; exit 1 on any difference.")
-    p.add_argument("dir", help="the exported directory")
-    p.set_defaults(func=cmd_verify)
-    return parser
+    return build_parser(search_defaults=as_flags(load(Path(path)))).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     # torch.export's pytree warns about its own internals on every export; nothing a user can act on
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
     interrupt.install()
     try:
-        return func(args)
+        if args.command == "search" and args.config:
+            args = _with_config_file(argv, args.config)
+        return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"autocomp: error: {exc}", file=sys.stderr)
         return 2

@@ -86,6 +86,42 @@ def test_search_front_export_on_digits(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
+def test_search_config_file_flags_override_it_and_front_prints_it(tmp_path):
+    import optuna
+
+    db = tmp_path / "s.db"
+    (tmp_path / "search.toml").write_text(
+        f'task = "digits"\ntrials = 1\nmax-accuracy-drop = 0.05\nno-sensitivity = true\n'
+        f'storage = "{db}"\nstudy = "from-file"\n')
+    r = autocomp("search", "--config", "search.toml", "--trials", "2", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "this worker ran 2 trials" in r.stdout  # the flag, not the file's 1
+    study = optuna.load_study(study_name="from-file", storage=f"sqlite:///{db}")
+    assert sum(t.state.is_finished() for t in study.trials) == 2 and "sensitivity" not in study.user_attrs
+    shown = autocomp("front", "--study", "from-file", "--storage", str(db), "--config")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "trials = 2" in lines and 'task = "digits"' in lines and "max-accuracy-drop = 0.05" in lines
+    assert "sensitivity = false" in lines and f'storage = "sqlite:///{db}"' in lines
+    as_json = json.loads(autocomp("front", "--study", "from-file", "--storage", str(db), "--config", "--json").stdout)
+    assert as_json["trials"] == 2 and as_json["study"] == "from-file" and as_json["sensitivity"] is False
+    (tmp_path / "typo.toml").write_text('task = "digits"\nmax-acuracy-drop = 0.05\n')
+    bad = autocomp("search", "--config", "typo.toml", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "unknown key 'max-acuracy-drop'" in bad.stderr
+    assert "typo.toml" in bad.stderr and not (tmp_path / "runs").exists()  # no study file written
+
+
+def test_front_config_of_a_study_from_before_stored_configs(tmp_path):
+    import optuna
+
+    db = tmp_path / "old.db"
+    optuna.create_study(study_name="old", storage=f"sqlite:///{db}", directions=["minimize", "minimize", "maximize"])
+    r = autocomp("front", "--study", "old", "--storage", str(db), "--config")
+    assert r.returncode == 2 and "study 'old' has no stored config" in r.stderr
+    r = autocomp("front", "--study", "old", "--storage", str(db), "--config", "--pick")
+    assert r.returncode == 2 and "--config prints the study's stored config only" in r.stderr
+
 def test_evaluate_json_contract(tmp_path):
     r = autocomp("evaluate", "--task", "digits", "--plan", "w4a8", "--json")
     assert r.returncode == 0, r.stderr

@@ -14,8 +14,10 @@ from autocomp.study.space import SearchSpace
 
 STUDY_VERSION = 2  # 2: latencies timed beside a reference; the objective is the drift-corrected figure
 ATTR = "autocomp"  # study user attr holding the study's fixed settings
+CONFIG_ATTR = "config"  # study user attr: its creator's SearchConfig as run (`autocomp front --config`)
 SENSITIVITY_ATTR = "sensitivity"  # study user attr: the creator's per-layer sensitivity (sensitivity.py)
 DIRECTIONS = ("minimize", "minimize", "maximize")  # latency_ms, memory_bytes, accuracy
+METRIC_NAMES = ("latency_ms", "memory_bytes", "accuracy")  # what optuna-dashboard labels the objectives
 OBJECTIVES = ("latency_ms", "memory_bytes", "accuracy")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from autocomp import interrupt
@@ -18,7 +18,9 @@ from autocomp.plan import CompressionPlan
 from autocomp.study import liveness
 from autocomp.study.config import (
     ATTR,
+    CONFIG_ATTR,
     DIRECTIONS,
+    METRIC_NAMES,
     SENSITIVITY_ATTR,
     SearchConfig,
     SearchOutcome,
@@ -259,6 +261,9 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     try:
         study = optuna.create_study(study_name=study_name, storage=storage, directions=list(DIRECTIONS),
                                     sampler=make_sampler(seed, cfg.sampler))
+        with warnings.catch_warnings():  # experimental in Optuna 4; the names are what optuna-dashboard shows
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(METRIC_NAMES))
         stored = None
     except optuna.exceptions.DuplicatedStudyError:
         seed = cfg.seed + os.getpid()  # a joining (or resuming) worker: not the trials the others sample
@@ -292,6 +297,8 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         if not _baseline_settled(study, space.params(plan)):
             study.enqueue_trial(space.params(plan))
     if stored is None:  # created here, or its creator died before writing the settings
+        effective = replace(cfg, task=cfg.task or task.name, study=study_name, storage=storage_mod.redact(url))
+        study.set_user_attr(CONFIG_ATTR, asdict(effective))  # before ATTR: the settings say the study is ready
         study.set_user_attr(ATTR, wanted)
     return PreparedSearch(cfg, url, study, space, ctx, baseline, seed, settings=wanted)
 
