@@ -60,7 +60,8 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
 
     name = f"{task}-{sampler}-{seed}"
     cfg = SearchConfig(task=task, device="host", trials=args.trials, storage=url, study=name, seed=seed,
-                       sampler="random" if sampler == "random" else "tpe", max_accuracy_drop=args.max_accuracy_drop)
+                       sampler="random" if sampler == "random" else "tpe", max_accuracy_drop=args.max_accuracy_drop,
+                       sensitivity=sampler != "random")  # random sampling: the baselines, then the sampler alone
     t0 = time.perf_counter()
     prepared = prepare_search(cfg)
     prepared.run()
@@ -98,7 +99,21 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
         - by_number[fastest].user_attrs["result"]["accuracy_compiled"],
         "smallest_memory_ratio": min(norm(n)[1] for n in feasible),
         "wall_s": wall,
+        "wall_s_per_trial": wall / max(1, len(completed)),
+        **candidate_seconds([t for t in completed if "reused_from_trial" not in t.user_attrs]),
     }
+
+
+def candidate_seconds(trials: list) -> dict:
+    """What one candidate costs, from its own stage timings (distillation counts in `compress`): the
+    median and the largest, and the median of the pruned ones (the ones that are distilled)."""
+    def total(t) -> float:  # type: ignore[no-untyped-def]
+        return sum(t.user_attrs["result"].get("timings_s", {}).values())
+
+    pruned = [total(t) for t in trials if any(lp.get("prune", 0) > 0 for lp in t.user_attrs["plan"]["layers"])]
+    every = [total(t) for t in trials]
+    return {"candidate_s_median": statistics.median(every) if every else None, "candidate_s_max": max(every, default=None),
+            "pruned_candidate_s_median": statistics.median(pruned) if pruned else None}
 
 
 def ort_ratio(ctx, trial, tmp: Path) -> float:  # type: ignore[no-untyped-def]
@@ -141,7 +156,8 @@ def main() -> int:
     print(f"{args.trials} trials per search, max accuracy drop {args.max_accuracy_drop}; figures from the final "
           "re-timing of each study's front and baselines in one window")
     cols = ("task", "sampler", "seed", "feasible_fraction", "hypervolume", "hypervolume_uniform", "best_speedup",
-            "best_speedup_vs_w8a8", "best_speedup_vs_ort", "smallest_memory_ratio", "wall_s", "best_plan")
+            "best_speedup_vs_w8a8", "best_speedup_vs_ort", "smallest_memory_ratio", "wall_s", "candidate_s_median",
+            "candidate_s_max", "pruned_candidate_s_median", "best_plan")
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
