@@ -18,13 +18,23 @@ def test_quantized_plan_exports_as_qdq_and_matches_torch(digits_task, digits_ctx
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     # inputs (QuantizeLinear + DequantizeLinear), weights and int32 biases (DequantizeLinear)
     assert ops.count("QuantizeLinear") == 3 and ops.count("DequantizeLinear") == 9
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = digits_task.eval_inputs
-    got = sess.run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         want = model(x).numpy()
+    got = run_onnx(path, x, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # the graph's own QDQ semantics
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
     assert np.abs(got - want).max() < 0.05
+    # onnxruntime's fused int8 kernels are exact with VNNI; on AVX2-only CPUs they multiply in int16
+    # pairs (vpmaddubsw) that saturate on full-range int8 weights, as onnxruntime documents: close, not equal
+    fused = run_onnx(path, x, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    assert (fused.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def run_onnx(path, x, level):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x.numpy()})[0]
 
 
 def test_int4_weights_export_and_run(digits_task, digits_ctx, tmp_path):
@@ -32,8 +42,7 @@ def test_int4_weights_export_and_run(digits_task, digits_ctx, tmp_path):
     model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
     path = tmp_path / "m4.onnx"
     export_onnx(model, digits_task.example_input, path)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"input": digits_task.eval_inputs.numpy()})[0]
+    got = run_onnx(path, digits_task.eval_inputs, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     with torch.no_grad():
         want = model(digits_task.eval_inputs).numpy()
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
