@@ -13,8 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from autocomp.compress import compress
-from autocomp.compress.layers import output_layers, searchable_layers
+from autocomp.compress import compress, unfuse_attention
+from autocomp.compress.layers import float_layers, output_layers, searchable_layers
 from autocomp.compress.prune import prunable_layers
 from autocomp.compress.quantize import layer_precisions
 from autocomp.device.profiles import DeviceProfile
@@ -48,6 +48,7 @@ class Context:
     finetune_steps: int = 0  # distillation steps after pruning (0: none)
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
+    float_only: dict[str, str] = field(default_factory=dict)  # layers that stay float32: name -> why
     _reference: Any = field(default=None, repr=False)  # measure.base.Reference, compiled on first use
 
     def reference(self) -> Any:
@@ -133,17 +134,18 @@ def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_st
     from autocomp.build.kernels.tuning import TuningDB
 
     model = _checked_model(task)
-    layers = searchable_layers(model)
+    float_only = float_layers(model, task.example_input)
+    layers = [n for n in searchable_layers(model) if n not in float_only]
     if not layers:
         kinds = sorted({type(m).__name__ for m in model.modules() if not list(m.children())})
         raise UserError(f"nothing to search: task {task.name}'s model has no Conv2d or Linear layer "
                         f"(its layer types: {', '.join(kinds) or 'none'})")
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
-    prunable = prunable_layers(model, task.example_input, protected)
+    prunable = [n for n in prunable_layers(model, task.example_input, protected) if n not in float_only]
     # tiles are timed on this machine, so only a profile measured here gets a tuning database
     db = TuningDB.for_profile(profile.name) if profile.measure == "local" and profile.kind == "cpu" else None
     return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options,
-                   finetune_steps, tune_trials, db)
+                   finetune_steps, tune_trials, db, float_only)
 
 
 def _checked_model(task: Task) -> nn.Module:
@@ -155,7 +157,7 @@ def _checked_model(task: Task) -> nn.Module:
     from autocomp.lower.relax import check_exportable
 
     try:
-        model = task.build_model().eval()
+        model = unfuse_attention(task.build_model().eval())
     except UserError:
         raise
     except Exception as exc:  # the user's code
@@ -255,7 +257,7 @@ def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: 
         timings.update(split)
     latency, rss, cmp = run.latency, run.peak_rss, run.comparison
     nan = float("nan")  # latency not timed yet (a compile worker's candidate, timed by the parent)
-    precisions = layer_precisions(model, ctx.layers)
+    precisions = layer_precisions(model, ctx.layers, ctx.float_only)
     native = not any("simulated" in p.compute for p in precisions)
     return CandidateResult(
         plan_key=plan.key(),
@@ -309,14 +311,13 @@ class Untimed:
 
 def evaluate_untimed(ctx: Context, plan: Any, directory: str) -> Untimed:
     """Every stage of a local candidate except the timing; the library is written to `directory`."""
+    import os
     from pathlib import Path
 
     import numpy as np
 
     from autocomp.build.compile import export_library
     from autocomp.measure.local import LocalRunner
-
-    import os
 
     timings: dict[str, float] = {}
     start = time.time()

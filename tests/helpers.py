@@ -70,3 +70,26 @@ def trials_of(storage: str, study: str) -> list[Any]:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna.load_study(study_name=study, storage=normalise(storage, create=False)).get_trials()
+
+
+def tiny_encoder() -> Any:
+    """A small transformer classifier (the rows of an 8x8 image as tokens) with random weights: two
+    `nn.TransformerEncoderLayer`s, as a user brings them (issue 18)."""
+    import torch
+    from torch import nn
+
+    class RowEncoder(nn.Module):
+        def __init__(self, d: int = 32, heads: int = 4) -> None:
+            super().__init__()
+            self.embed = nn.Linear(8, d)
+            self.pos = nn.Parameter(torch.randn(1, 8, d) * 0.1)
+            layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=2 * d, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(d, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.encoder(self.embed(x.reshape(x.shape[0], 8, 8)) + self.pos)
+            return self.head(h.mean(dim=1))
+
+    torch.manual_seed(0)
+    return RowEncoder().eval()

@@ -2,8 +2,11 @@
 
 The dependency graph decides which layers lose channels together (a BatchNorm follows its conv, the next
 conv loses the matching input channels, coupled residual branches share a ratio); we never walk the
-graph ourselves. Channel counts are rounded to multiples of ROUND_TO so pruned shapes stay friendly to
-SIMD lanes and so that distinct candidates share workloads.
+graph ourselves. The packed q/k/v projection of an unfused attention module (compress/attention.py) is
+never a pruning root: the graph couples its outputs through the heads to `out_proj` and cannot score
+them (Torch-Pruning's head pruning wants PyTorch's own nn.MultiheadAttention). Channel counts are rounded
+to multiples of ROUND_TO so pruned shapes stay friendly to SIMD lanes and so that distinct candidates
+share workloads.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocomp.compress.attention import Attention
 from autocomp.compress.layers import SEARCHABLE_TYPES
 
 ROUND_TO = 8
@@ -24,11 +28,16 @@ def _modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules())
 
 
+def _ignored(model: nn.Module, protected: Iterable[str]) -> list[nn.Module]:
+    by_name = _modules_by_name(model)
+    return [by_name[n] for n in protected] + [m.in_proj for m in model.modules() if isinstance(m, Attention)]
+
+
 def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: Iterable[str]) -> list[str]:
     """Layers that root a pruning group (each gets its own ratio in the search space)."""
     by_name = _modules_by_name(model)
     names = {m: n for n, m in by_name.items()}
-    ignored = [by_name[n] for n in protected]
+    ignored = _ignored(model, protected)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     roots: list[str] = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(SEARCHABLE_TYPES)):
@@ -53,7 +62,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, ratios: dict[str, float
         importance=tp.importance.MagnitudeImportance(p=2),
         pruning_ratio=0.0,
         pruning_ratio_dict={by_name[n]: r for n, r in ratios.items()},
-        ignored_layers=[by_name[n] for n in protected],
+        ignored_layers=_ignored(model, protected),
         round_to=ROUND_TO,
     )
     pruner.step()

@@ -195,11 +195,14 @@ def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor,
     return model
 
 
-def layer_precisions(model: nn.Module, names: list[str]) -> list[LayerPrecision]:
-    """Per searchable layer, what the compiled artifact stores and computes."""
+def layer_precisions(model: nn.Module, names: list[str],
+                     float_only: dict[str, str] | None = None) -> list[LayerPrecision]:
+    """Per searchable layer, what the compiled artifact stores and computes; then the layers that
+    have no low-precision lowering (`float_only`: name -> compute, from layers.float_layers)."""
     modules = dict(model.named_modules())
     out = []
     for n in names:
         m = modules.get(n)
         out.append(m.describe() if isinstance(m, QuantizedLayer) else LayerPrecision(n, "float32", "float32", "float32"))
+    out.extend(LayerPrecision(n, "float32", "float32", why) for n, why in (float_only or {}).items())
     return out

@@ -10,6 +10,9 @@ TVM's own ``ConvertLayout`` does the rewrite: every conv2d goes NHWC / OHWI, the
 through the elementwise ops, pools and reductions that have layout inference, and transposes are left
 only at the graph's edges. ``clip`` has no layout inference in TVM 0.27 (each one would get a pair of
 transposes around it), so it is first rewritten as ``minimum(maximum(x, lo), hi)``, the same values.
+``squeeze``'s layout inference indexes a string with the axis as given, so a negative axis (the torch
+importer emits ``squeeze(x, axis=[-2])`` inside every ``nn.MultiheadAttention``) writes out of bounds
+and the pass dies with ``std::bad_alloc``: axes are made non-negative first, the same op.
 The weights' OIHW -> OHWI transposes are parameter-only kernels that precompute.fold runs at build time.
 """
 
@@ -27,7 +30,7 @@ def channels_last(mod: Any) -> Any:
     """`mod` with every conv2d of `main` in NHWC / OHWI."""
     from tvm import relax
 
-    mod = _clip_as_min_max(mod)
+    mod = _squeeze_axes_nonnegative(_clip_as_min_max(mod))
     return relax.transform.ConvertLayout({"relax.nn.conv2d": [DATA_LAYOUT, KERNEL_LAYOUT]})(mod)
 
 
@@ -47,6 +50,27 @@ def _clip_as_min_max(mod: Any) -> Any:
             dtype = str(x.ty.dtype)
             low = self.builder_.emit(relax.op.maximum(x, relax.const(_prim(lo), dtype)))
             return relax.op.minimum(low, relax.const(_prim(hi), dtype))
+
+    return mutate_functions(mod, _Rewrite)
+
+
+def _squeeze_axes_nonnegative(mod: Any) -> Any:
+    import tvm
+    from tvm import relax
+
+    squeeze = tvm.ir.Op.get("relax.squeeze")
+
+    @relax.expr_functor.mutator
+    class _Rewrite(relax.PyExprMutator):
+        def visit_call_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
+            call = super().visit_call_(op)
+            if not call.op.same_as(squeeze) or call.attrs.axis is None:
+                return call
+            ndim = call.args[0].ty.ndim
+            axes = [int(a) for a in call.attrs.axis]
+            if ndim < 0 or all(a >= 0 for a in axes):
+                return call
+            return relax.op.squeeze(call.args[0], [a % ndim for a in axes])
 
     return mutate_functions(mod, _Rewrite)
 

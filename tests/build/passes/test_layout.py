@@ -92,3 +92,21 @@ def test_conv_templates_take_either_layout_and_keep_every_kernel_result(digits_t
             assert np.allclose(got, want, rtol=1e-5, atol=1e-5), gv.name_hint
         checked += 1
     assert checked == len(digits_ctx.layers) - 1
+
+
+def test_negative_squeeze_axes_survive_the_layout_pass(host):
+    """TVM 0.27's squeeze layout inference indexes a string with the axis as given: axis=-2 (what the
+    torch importer emits inside nn.MultiheadAttention) wrote out of bounds and ended in std::bad_alloc."""
+    import torch
+    from torch import nn
+
+    class Squeezes(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x).unsqueeze(-2).squeeze(-2) * 2.0
+
+    x = torch.randn(1, 3, 4)
+    lowered = lower(Squeezes().eval(), x)
+    assert "axis=[-2]" in lowered.mod.script()
+    converted = channels_last(lowered.mod)
+    assert "axis=[2]" in converted.script()
+    assert np.allclose(LocalSession(build(lowered, host)).run(x.numpy()), x.relu().numpy() * 2.0)
