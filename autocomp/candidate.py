@@ -149,12 +149,12 @@ def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_st
 
 
 def _checked_model(task: Task) -> nn.Module:
-    """The task's fp32 model, once it is known to run on its example input, give finite outputs and
-    export with torch.export: each of these failing would otherwise fail every trial, one by one."""
+    """The task's fp32 model, once it is known to run on its example input, give finite outputs, export
+    with torch.export and import into Relax: each of these failing would otherwise fail every trial."""
     import torch
 
     from autocomp.errors import first_line
-    from autocomp.lower.relax import check_exportable
+    from autocomp.lower.check import check_exportable, check_importable
 
     try:
         model = unfuse_attention(task.build_model().eval())
@@ -173,7 +173,7 @@ def _checked_model(task: Task) -> nn.Module:
     if not all(torch.is_tensor(o) and bool(torch.isfinite(o).all()) for o in outs):
         raise UserError(f"task {task.name}: the fp32 model's outputs on its example_input are not finite "
                         "(NaN or inf); check its weights and input normalisation")
-    check_exportable(model, task.example_input, task.name)
+    check_importable(check_exportable(model, task.example_input, task.name), task.name)
     return model
 
 

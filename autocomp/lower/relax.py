@@ -6,8 +6,6 @@ int4 weight back into fp32: what the artifact carries is exactly what quantize.p
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autocomp.errors import CandidateError, UserError, first_line
+from autocomp.errors import CandidateError
 from autocomp.lower import relax_ops
 
 
@@ -26,41 +24,6 @@ class LoweredModel:
     param_names: tuple[str, ...]
     input_shape: tuple[int, ...]
     input_dtype: str
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 to /dev/null meanwhile: torch's tracer logs a failed export at length (a graph
-    dump per attempt) through handlers holding the original stream; check_exportable says it in a line."""
-    import os
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def check_exportable(model: nn.Module, example_input: torch.Tensor, name: str) -> None:
-    """A UserError naming what torch.export cannot trace (data-dependent control flow, unsupported
-    Python), with the line of the model's code it points at, instead of a graph dump per trial."""
-    import re
-
-    try:
-        with torch.no_grad(), _quiet_stderr():
-            torch.export.export(model.eval(), (example_input,))
-    except Exception as exc:
-        text = str(exc)
-        where = re.findall(r'File "([^"]+)", line (\d+), in (\w+)', text)
-        user = [w for w in where if "site-packages" not in w[0] and "/torch/" not in w[0]]
-        at = f" at {user[-1][0]}:{user[-1][1]} ({user[-1][2]})" if user else ""
-        raise UserError(f"task {name}: torch.export cannot export the model{at}: {type(exc).__name__}: "
-                        f"{first_line(exc)}; make it traceable (e.g. no Python `if` on tensor values)") from exc
 
 
 def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = False,
