@@ -1,7 +1,8 @@
 """The bundled reference tasks, on data available offline, trained once and cached.
 
-`fashion-mnist` reads Debian's dataset-fashion-mnist package; `digits` uses scikit-learn's bundled
-8x8 digits and trains in seconds, for fast tests.
+`fashion-mnist`, `fashion-mobilenet` and `fashion-rows` (a transformer) read Debian's
+dataset-fashion-mnist package; `digits` uses scikit-learn's bundled 8x8 digits and trains in seconds,
+for fast tests.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -96,6 +98,26 @@ class FashionMobileNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class FashionRowsNet(nn.Module):
+    """A transformer encoder for 1x28x28 inputs: the 28 image rows are 28 tokens of 28 pixels, embedded
+    to d=64, two `nn.TransformerEncoderLayer`s (4 heads, GELU MLP of 128), mean-pooled. The model a user
+    brings as a transformer: its Linears (embedding, packed q/k/v, output projection, MLP, head)
+    quantize; attention's activation x activation matmuls, softmax and LayerNorm stay float."""
+
+    def __init__(self, num_classes: int = 10, d: int = 64, heads: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Linear(28, d)
+        self.pos = nn.Parameter(torch.zeros(1, 28, d))
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=2 * d, dropout=0.0, activation="gelu",
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x.reshape(x.shape[0], 28, 28)) + self.pos
+        return self.head(self.encoder(tokens).mean(dim=1))
+
+
 class DigitsNet(nn.Module):
     """A tiny CNN for scikit-learn's 1x8x8 digits."""
 
@@ -137,8 +159,19 @@ def _normalise(images: np.ndarray) -> torch.Tensor:
 
 
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
-                     batch_size: int = 128) -> nn.Module:
-    """Adam with a one-cycle schedule; deterministic for a fixed seed and thread count."""
+                     batch_size: int = 128, threads: int | None = None) -> nn.Module:
+    """Adam with a one-cycle schedule; deterministic for a fixed seed and thread count. `threads` fixes
+    the count while training (then the weights do not depend on the machine's cores)."""
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _train(model, x, y, epochs, lr, batch_size)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int) -> nn.Module:
     torch.manual_seed(SEED)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
@@ -167,9 +200,10 @@ def cached_model(key: str, make: type[nn.Module], train: callable) -> nn.Module:
     torch.manual_seed(SEED)
     model = make()
     t0 = time.perf_counter()
-    print(f"autocomp: training the reference model {key} once (cached in {path.parent}) ...", flush=True)
+    # stderr: a command's stdout may be JSON (`evaluate --json`, `front --json`)
+    print(f"autocomp: training the reference model {key} once (cached in {path.parent}) ...", file=sys.stderr, flush=True)
     train(model)
-    print(f"autocomp: trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"autocomp: trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(model.state_dict(), tmp)
@@ -192,14 +226,22 @@ def fashion_mobilenet(eval_samples: int = 1000, calib_samples: int = 512, epochs
     return _fashion_task("fashion-mobilenet", FashionMobileNet, eval_samples, calib_samples, epochs)
 
 
-def _fashion_task(name: str, make: type[nn.Module], eval_samples: int, calib_samples: int, epochs: int) -> Task:
+def fashion_rows(eval_samples: int = 1000, calib_samples: int = 512, epochs: int = 2) -> Task:
+    """Fashion-MNIST on FashionRowsNet, a transformer: the same data and splits as `fashion-mnist`.
+    Trained on one thread: its small matmuls gain little from a second one, and on a machine whose
+    other core is busy two threads waited on each other (23 s on one thread, 228 s on two, seen once)."""
+    return _fashion_task("fashion-rows", FashionRowsNet, eval_samples, calib_samples, epochs, threads=1)
+
+
+def _fashion_task(name: str, make: type[nn.Module], eval_samples: int, calib_samples: int, epochs: int,
+                  threads: int | None = None) -> Task:
     xtr, ytr, xte, yte = load_fashion()
     n_train = 24000
     x_train, y_train = _normalise(xtr[:n_train]), torch.from_numpy(ytr[:n_train].astype(np.int64))
     calib = _normalise(xtr[n_train : n_train + calib_samples])
     x_eval, y_eval = _normalise(xte[:eval_samples]), torch.from_numpy(yte[:eval_samples].astype(np.int64))
-    key = _recipe_key(name, n_train, epochs)
-    model = cached_model(key, make, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3))
+    key = _recipe_key(name, n_train, epochs, *([f"threads={threads}"] if threads else []))
+    model = cached_model(key, make, lambda m: train_classifier(m, x_train, y_train, epochs, 3e-3, threads=threads))
     n_params = sum(p.numel() for p in model.parameters())
     return _task(name, key, make, calib, x_eval, y_eval,
                  f"Fashion-MNIST, {make.__name__} ({n_params} params), {eval_samples} test images",

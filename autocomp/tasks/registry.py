@@ -23,6 +23,12 @@ def _fashion_mobilenet() -> Task:
     return builtin.fashion_mobilenet()
 
 
+def _fashion_rows() -> Task:
+    from autocomp.tasks import builtin
+
+    return builtin.fashion_rows()
+
+
 def _digits() -> Task:
     from autocomp.tasks import builtin
 
@@ -30,7 +36,7 @@ def _digits() -> Task:
 
 
 BUILTIN_TASKS: dict[str, Callable[[], Task]] = {"fashion-mnist": _fashion, "fashion-mobilenet": _fashion_mobilenet,
-                                                 "digits": _digits}
+                                                 "fashion-rows": _fashion_rows, "digits": _digits}
 
 
 def load_task(spec: str | None = None) -> Task:
