@@ -10,16 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["search", "export", "load_task", "load_profile", "SearchConfig", "CompressionPlan", "UserError"]
+__all__ = ["search", "open_study", "evaluate", "export", "load_task", "load_profile", "Study", "SearchConfig",
+           "FrontPoint", "CompressionPlan", "UserError"]
 
-from autocomp.api import export, load_profile, load_task, search
+from autocomp.api import evaluate, export, load_profile, load_task, open_study, search
 from autocomp.errors import UserError
 from autocomp.plan import CompressionPlan
 
 
 def __getattr__(name: str) -> Any:
+    """The record types load on first use (their modules import Optuna or torch)."""
     if name == "SearchConfig":
-        from autocomp.study.search import SearchConfig
+        from autocomp.study.config import SearchConfig
 
         return SearchConfig
+    if name == "Study":
+        from autocomp.handle import Study
+
+        return Study
+    if name == "FrontPoint":
+        from autocomp.study.pareto import FrontPoint
+
+        return FrontPoint
     raise AttributeError(name)

@@ -54,7 +54,10 @@ def _init_worker(spec: WorkerSpec) -> None:
     from autocomp.candidate import prepare
     from autocomp.device.profiles import load_profile
     from autocomp.device.timing_lock import held_by_parent
+    from autocomp.quiet import silence_known_noise
     from autocomp.tasks import load_task
+
+    silence_known_noise()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the search, which stops the pool
     held_by_parent()

@@ -1,0 +1,21 @@
+"""Third-party warnings a user can do nothing about, kept off the terminal between trials.
+
+Each entry is a warning a library raises about its own internals on every model (torch.export's
+pytree on every export and every unpickled spec; Torch-Pruning on a model's free parameters, such as a
+transformer's position embedding, which it then prunes as intended). Installed by the CLI, the API
+and every compile worker (spawned processes start with fresh filters). Anything else still shows.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+KNOWN_NOISE: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, r".*LeafSpec.*"),
+    (UserWarning, r"Unwrapped parameters detected"),
+)
+
+
+def silence_known_noise() -> None:
+    for category, message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
