@@ -81,9 +81,10 @@ def _search_config(args: argparse.Namespace):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
-    from autocomp.reports import table
+    from autocomp.reports.progress import SearchStatus, trial_line
     from autocomp.study import pareto
     from autocomp.study import search as study_mod
     from autocomp.study.storage import redact
@@ -91,21 +92,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     cfg = _search_config(args)  # prepare_search validates it
     console = _console()
     progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.description}"), console=console, disable=args.quiet)
+                        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                        console=console, disable=args.quiet)
 
     def on_trial(done: int, total: int, trial) -> None:
-        r = trial.user_attrs.get("result")
-        if r:
-            ok = "feasible" if pareto.feasible(trial) else "infeasible"
-            if "reused_from_trial" in trial.user_attrs:
-                ok += f", same plan as trial {trial.user_attrs['reused_from_trial']}"
-            text = (f"trial {trial.number}: {r['plan_label']} {r['latency_ms']:.2f} ms "
-                    f"{table.kib(r['memory_bytes'])} KiB acc {r['accuracy_compiled']:.4f} ({ok})")
-        else:
-            text = f"trial {trial.number}: failed: {trial.user_attrs.get('error', trial.state.name)}"
-        progress.update(bar, completed=done, description=text)
-        if not args.quiet:
-            progress.console.print(text, highlight=False)
+        if args.quiet:
+            return
+        progress.update(bar, completed=done, description=SearchStatus.of(prepared.study).describe())
+        progress.console.print(trial_line(trial, pareto.feasible(trial), args.verbose), highlight=False, markup=False)
 
     with console.status("preparing: device, storage, task, fp32 baseline ...", spinner="dots"):
         prepared = study_mod.prepare_search(cfg)
@@ -311,10 +305,12 @@ def _with_config_file(argv: list[str] | None, path: str) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autocomp.quiet import silence_known_noise
+    from autocomp.quiet import show_all, silence_known_noise
 
-    silence_known_noise()
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        show_all()
+    silence_known_noise()
     interrupt.install()
     try:
         if args.command == "search" and args.config:

@@ -59,7 +59,10 @@ def build_parser(search_defaults: Mapping[str, Any] | None = None) -> argparse.A
     p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp", "random"],
                    help="Optuna sampler (default tpe: many categorical choices, few trials; random: the control)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress output")
+    shown.add_argument("--verbose", action="store_true",
+                       help="each trial's stage times, and the third-party warnings otherwise silenced")
     p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
                    help=f"distillation steps that recover a pruned candidate's accuracy (default {DEFAULT_FINETUNE_STEPS}; 0: none)")
     _add_measure(p)

@@ -1,6 +1,7 @@
 """The command line as a user meets it: one-line errors with exit 2, help everywhere, JSON contracts."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -56,9 +57,11 @@ def test_devices_lists_profiles_with_targets():
 
 def test_search_front_export_on_digits(tmp_path):
     db = str(tmp_path / "s.db")
-    r = autocomp("search", "--task", "digits", "--trials", "3", "--storage", db, "--max-accuracy-drop", "0.05", cwd=tmp_path)
+    r = autocomp("search", "--task", "digits", "--trials", "3", "--storage", db, "--max-accuracy-drop", "0.05",
+                 "--verbose", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "feasible Pareto front of 'digits@host'" in r.stdout
+    assert re.search(r"trial 0: fp32 .* \(feasible\) \[.*compile \d+\.\d s", r.stdout), r.stdout  # --verbose: stage times
     assert "re-timed ms" in r.stdout and "timed together at" in r.stdout  # re-timed before it is shown
     again = autocomp("front", "--study", "digits@host", "--storage", db, "--remeasure")
     assert again.returncode == 0, again.stderr
@@ -71,6 +74,12 @@ def test_search_front_export_on_digits(tmp_path):
     assert none.returncode == 2 and "no feasible point" in none.stderr
     front = json.loads(autocomp("front", "--study", "digits@host", "--storage", db, "--json").stdout)
     assert front and all(p["accuracy_drop"] <= 0.05 + 1e-9 for p in front)
+    from autocomp.reports.progress import SearchStatus  # what the progress bar said after the last trial
+    from autocomp.study.search import load_study
+
+    status = SearchStatus.of(load_study("digits@host", db))
+    assert (status.running, status.failed, status.front_size) == (0, 0, len(front))
+    assert status.best_speedup == pytest.approx(max(p["speedup"] for p in front))
     for p in front:
         assert {"trial", "latency_ms", "memory_bytes", "accuracy", "plan", "baseline_latency_ms",
                 "baseline_memory_bytes", "baseline_accuracy", "speedup", "raw_latency_ms", "latency_ratio",
@@ -96,6 +105,7 @@ def test_search_config_file_flags_override_it_and_front_prints_it(tmp_path):
     r = autocomp("search", "--config", "search.toml", "--trials", "2", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "this worker ran 2 trials" in r.stdout  # the flag, not the file's 1
+    assert "Warning" not in r.stderr, r.stderr  # the libraries' known noise is silenced (--verbose shows it)
     study = optuna.load_study(study_name="from-file", storage=f"sqlite:///{db}")
     assert sum(t.state.is_finished() for t in study.trials) == 2 and "sensitivity" not in study.user_attrs
     shown = autocomp("front", "--study", "from-file", "--storage", str(db), "--config")
