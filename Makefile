@@ -41,7 +41,7 @@ demo: setup
 	$(BIN)/autocomp search --device host --trials 24 --max-accuracy-drop 0.01
 
 test: setup emulator postgres
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
