@@ -12,15 +12,14 @@ widths with an integer program, proposes the first plans after the baselines.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from autocomp.measure.kernel_times import LAYER_OPS, by_layer, kernel_times
 from autocomp.plan import CompressionPlan, LayerPlan
 
 SUBSET = 300  # eval samples per sensitivity measurement
 RECOVERY_STEPS = 50  # distillation steps after a one-group prune (the search's default is more)
-LAYER_OPS = ("conv2d", "matmul", "dense")  # a VM call whose name holds one of these is a layer's kernel
 
 
 @dataclass(frozen=True)
@@ -121,56 +120,14 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
         session = LocalRunner(ctx.profile.measurement).session(built)
         use_threads(local_threads(ctx.profile.measurement))
         with timing_lock(), master_off_worker_cores():  # kernel times are timings: quiet cores, as for a trial
-            per_call = _instrumented(session, ctx.task.example_input.numpy(), runs)
-        layers = _attribute(per_call, ctx.layers)
+            per_call = kernel_times(session, ctx.task.example_input.numpy(), runs)
+        layers = by_layer(per_call, ctx.layers)
         if layers is None:
             found = sum(any(op in n for op in LAYER_OPS) for n, _ in per_call)
             return {}, (f"not measured: the {label} build runs {found} layer kernels for {len(ctx.layers)} layers "
                         "(e.g. Winograd splits a conv), so kernels cannot be told apart by layer")
         out[label] = layers
     return out, "vm instrument (measured)"
-
-
-def _instrumented(session: Any, x: Any, runs: int) -> list[tuple[str, float]]:
-    """(kernel name, median ms) of every VM call of one inference, in call order."""
-    import numpy as np
-
-    samples: list[list[tuple[str, float]]] = []
-    started: dict[str, float] = {}
-
-    def hook(_func: Any, name: str, before: bool, _ret: Any, *_args: Any) -> int:
-        if before:
-            started[name] = time.perf_counter()
-        else:
-            samples[-1].append((name, (time.perf_counter() - started.pop(name)) * 1e3))
-        return 0
-
-    session.vm.set_instrument(hook)
-    try:
-        for _ in range(runs + 2):
-            samples.append([])
-            session.run(x)
-    finally:
-        session.vm.set_instrument(lambda *_a: 0)
-    kept = samples[2:]  # the first calls allocate and warm caches
-    return [(name, float(np.median([s[i][1] for s in kept]))) for i, (name, _t) in enumerate(kept[0])]
-
-
-def _attribute(calls: list[tuple[str, float]], layers: list[str]) -> dict[str, float] | None:
-    kernels = [(n, t) for n, t in calls if not n.startswith("vm.builtin")]
-    out: dict[str, float] = defaultdict(float)
-    pending, i = 0.0, 0
-    for name, t in kernels:
-        pending += t
-        if any(op in name for op in LAYER_OPS):
-            if i >= len(layers):
-                return None
-            out[layers[i]] += pending
-            pending, i = 0.0, i + 1
-    if i != len(layers):
-        return None
-    out[layers[-1]] += pending  # the tail (e.g. an output reshape) with the last layer
-    return dict(out)
 
 
 def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[Any]]:
