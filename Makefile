@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: setup demo test dataset postgres emulator clean
+.PHONY: setup demo test dataset postgres chromium emulator clean
 
 setup: $(VENV)/.installed dataset
 
@@ -37,10 +37,20 @@ postgres:
 	  fi; \
 	fi
 
+# Headless Chromium: tests/reports/test_html.py opens the HTML report in it.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing: run 'sudo apt-get install chromium' (the report test needs it)"; exit 1; \
+	  fi; \
+	fi
+
 demo: setup
 	$(BIN)/autocomp search --device host --trials 24 --max-accuracy-drop 0.01
 
-test: setup emulator postgres
+test: setup emulator postgres chromium
 	$(BIN)/python -m pytest -q --durations=15
 
 clean:

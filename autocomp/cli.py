@@ -213,6 +213,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from autocomp.reports import html
+    from autocomp.reports.report_data import gather
+    from autocomp.study import search as study_mod
+
+    study = study_mod.load_study(args.study, args.storage)
+    with _console().status("gathering the report (compiling the chosen point to time its kernels) ...", spinner="dots"):
+        data = gather(study, args.trial, measure=not args.no_measure)
+    html.write(data, Path(args.out), Path(args.png) if args.png else None, force=args.force)
+    print(f"wrote {args.out}" + (f" and {args.png}" if args.png else "") +
+          f": {len(data.points)} trials, {len(data.front)} on the front, trial {data.chosen.trial} per layer")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from autocomp.artifacts.verify import verify
 
@@ -292,7 +306,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "devices": cmd_devices, "search": cmd_search, "evaluate": cmd_evaluate, "sensitivity": cmd_sensitivity,
-    "front": cmd_front, "export": cmd_export, "verify": cmd_verify,
+    "front": cmd_front, "export": cmd_export, "report": cmd_report, "verify": cmd_verify,
 }
 
 

@@ -109,6 +109,17 @@ def build_parser(search_defaults: Mapping[str, Any] | None = None) -> argparse.A
     p.add_argument("--out", required=True, help="output directory (must be new or empty)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
 
+    p = sub.add_parser("report", help="write a study's HTML report (and a PNG of its front)",
+                       description="One self-contained HTML file: the front, search progress, the chosen point per "
+                                   "layer with its measured kernel times, sensitivity, and where the numbers come from.")
+    _add_storage(p, study_required=True)
+    p.add_argument("--out", required=True, help="the HTML file to write (its directory must exist)")
+    p.add_argument("--trial", type=int, help="the point the per-layer part is about (default: the fastest feasible)")
+    p.add_argument("--png", help="also write the front as a PNG here")
+    p.add_argument("--no-measure", action="store_true",
+                   help="only what the study stores: no recompiling of the chosen point to time its kernels")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+
     p = sub.add_parser("verify", help="check an exported directory against its manifest",
                        description="Check every file of an 'autocomp export' directory against the sha256 and size "
                                    "in its manifest.json; exit 1 on any difference.")

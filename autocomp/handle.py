@@ -1,6 +1,6 @@
 """A study as a script holds it: what `autocomp.search()` returns and `autocomp.open_study()` opens.
 
-The CLI's `front`, `front --pick`, `front --config`, `front --remeasure` and `export` as methods, so a
+The CLI's `front`, `front --pick`, `front --config`, `front --remeasure`, `export` and `report` as methods, so a
 script never parses the terminal table. It sits beside api.py, above the stages (it reads the study and
 writes artifacts). It holds the study's name and storage URL, not an Optuna handle: every call reads
 the storage again, so the front it returns includes other workers' trials.
@@ -73,3 +73,12 @@ class Study:
 
         number = trial.trial if isinstance(trial, FrontPoint) else trial
         return export_trial(self.name, self.storage, number, Path(out), force)
+
+    def report(self, out: str | Path, trial: int | None = None, png: str | Path | None = None,
+               measure: bool = True, force: bool = False) -> Path:
+        """Write the HTML report (`autocomp report`); `measure` compiles the chosen point to time its kernels."""
+        from autocomp.reports import html
+        from autocomp.reports.report_data import gather
+
+        html.write(gather(self._optuna(), trial, measure), Path(out), Path(png) if png else None, force)
+        return Path(out)

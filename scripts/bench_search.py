@@ -35,22 +35,7 @@ warnings.filterwarnings("ignore")
 
 import _bench  # noqa: E402
 
-REF_POINT = (1.1, 1.1)
-
-
-def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float] = REF_POINT) -> float:
-    """Area dominated by `points` (both minimised) inside the box up to `ref`."""
-    inside = sorted((x, y) for x, y in points if x < ref[0] and y < ref[1])
-    area, best_y = 0.0, ref[1]  # sweep by latency: the staircase of the non-dominated points
-    front = []
-    for x, y in inside:
-        if y < best_y:
-            front.append((x, y))
-            best_y = y
-    for i, (x, y) in enumerate(front):
-        next_x = front[i + 1][0] if i + 1 < len(front) else ref[0]
-        area += (next_x - x) * (ref[1] - y)
-    return area
+from autocomp.study.pareto import hypervolume_2d  # noqa: E402  (reference point (1.1, 1.1))
 
 
 def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url: str) -> dict:

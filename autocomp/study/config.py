@@ -14,6 +14,7 @@ from autocomp.study.space import SearchSpace
 
 STUDY_VERSION = 2  # 2: latencies timed beside a reference; the objective is the drift-corrected figure
 ATTR = "autocomp"  # study user attr holding the study's fixed settings
+COMMAND_ATTR = "command"  # study user attr: how its creator was started (the report shows it)
 CONFIG_ATTR = "config"  # study user attr: its creator's SearchConfig as run (`autocomp front --config`)
 SENSITIVITY_ATTR = "sensitivity"  # study user attr: the creator's per-layer sensitivity (sensitivity.py)
 DIRECTIONS = ("minimize", "minimize", "maximize")  # latency_ms, memory_bytes, accuracy

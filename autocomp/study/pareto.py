@@ -7,6 +7,7 @@ from typing import Any
 
 from autocomp.plan import CompressionPlan
 
+HV_REF_POINT = (1.1, 1.1)  # hypervolume box, in (latency, memory) each divided by the fp32 trial's
 RETIMED_ATTR = "retimed"  # study user attr: the front and baselines re-timed together (remeasure.py)
 
 
@@ -141,3 +142,19 @@ def find_trial(study: Any, number: int) -> Any:
         f"trial {number} of study '{study.study_name}' has no completed measurement; "
         f"completed trials: {', '.join(map(str, done)) or 'none'} (see 'autocomp front')"
     )
+
+
+def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float] = HV_REF_POINT) -> float:
+    """Area dominated by `points` (both minimised) inside the box up to `ref` (the report's progress
+    chart and scripts/bench_search.py)."""
+    inside = sorted((x, y) for x, y in points if x < ref[0] and y < ref[1])
+    area, best_y = 0.0, ref[1]  # sweep by latency: the staircase of the non-dominated points
+    front = []
+    for x, y in inside:
+        if y < best_y:
+            front.append((x, y))
+            best_y = y
+    for i, (x, y) in enumerate(front):
+        next_x = front[i + 1][0] if i + 1 < len(front) else ref[0]
+        area += (next_x - x) * (ref[1] - y)
+    return area

@@ -7,9 +7,12 @@ attributes, so a killed search loses only the trial in flight and rerunning the 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable
 
 from autocomp import interrupt
@@ -18,6 +21,7 @@ from autocomp.plan import CompressionPlan
 from autocomp.study import liveness
 from autocomp.study.config import (
     ATTR,
+    COMMAND_ATTR,
     CONFIG_ATTR,
     DIRECTIONS,
     METRIC_NAMES,
@@ -299,6 +303,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     if stored is None:  # created here, or its creator died before writing the settings
         effective = replace(cfg, task=cfg.task or task.name, study=study_name, storage=storage_mod.redact(url))
         study.set_user_attr(CONFIG_ATTR, asdict(effective))  # before ATTR: the settings say the study is ready
+        study.set_user_attr(COMMAND_ATTR, shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
         study.set_user_attr(ATTR, wanted)
     return PreparedSearch(cfg, url, study, space, ctx, baseline, seed, settings=wanted)
 
