@@ -30,47 +30,32 @@ def channels_last(mod: Any) -> Any:
     """`mod` with every conv2d of `main` in NHWC / OHWI."""
     from tvm import relax
 
-    mod = _squeeze_axes_nonnegative(_clip_as_min_max(mod))
+    mod = _layout_safe(mod)
     return relax.transform.ConvertLayout({"relax.nn.conv2d": [DATA_LAYOUT, KERNEL_LAYOUT]})(mod)
 
 
-def _clip_as_min_max(mod: Any) -> Any:
+def _layout_safe(mod: Any) -> Any:
+    """`clip` as min / max and `squeeze` with non-negative axes (see the module docstring)."""
     import tvm
     from tvm import relax
 
-    clip = tvm.ir.Op.get("relax.clip")
+    clip, squeeze = tvm.ir.Op.get("relax.clip"), tvm.ir.Op.get("relax.squeeze")
 
     @relax.expr_functor.mutator
     class _Rewrite(relax.PyExprMutator):
         def visit_call_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
             call = super().visit_call_(op)
-            if not call.op.same_as(clip):
-                return call
-            x, lo, hi = call.args
-            dtype = str(x.ty.dtype)
-            low = self.builder_.emit(relax.op.maximum(x, relax.const(_prim(lo), dtype)))
-            return relax.op.minimum(low, relax.const(_prim(hi), dtype))
-
-    return mutate_functions(mod, _Rewrite)
-
-
-def _squeeze_axes_nonnegative(mod: Any) -> Any:
-    import tvm
-    from tvm import relax
-
-    squeeze = tvm.ir.Op.get("relax.squeeze")
-
-    @relax.expr_functor.mutator
-    class _Rewrite(relax.PyExprMutator):
-        def visit_call_(self, op: Any) -> Any:  # noqa: N802 (TVM's visitor names)
-            call = super().visit_call_(op)
-            if not call.op.same_as(squeeze) or call.attrs.axis is None:
-                return call
-            ndim = call.args[0].ty.ndim
-            axes = [int(a) for a in call.attrs.axis]
-            if ndim < 0 or all(a >= 0 for a in axes):
-                return call
-            return relax.op.squeeze(call.args[0], [a % ndim for a in axes])
+            if call.op.same_as(clip):
+                x, lo, hi = call.args
+                dtype = str(x.ty.dtype)
+                low = self.builder_.emit(relax.op.maximum(x, relax.const(_prim(lo), dtype)))
+                return relax.op.minimum(low, relax.const(_prim(hi), dtype))
+            if call.op.same_as(squeeze) and call.attrs.axis is not None:
+                ndim = call.args[0].ty.ndim
+                axes = [int(a) for a in call.attrs.axis]
+                if ndim >= 0 and any(a < 0 for a in axes):
+                    return relax.op.squeeze(call.args[0], [a % ndim for a in axes])
+            return call
 
     return mutate_functions(mod, _Rewrite)
 
