@@ -87,8 +87,11 @@ def open_storage(url: str, create: bool = False) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                                  heartbeat_stale_trial_callback=requeue)
+                sqlite = url.startswith("sqlite")
+                rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                                 heartbeat_stale_trial_callback=requeue,
+                                                 engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
+                return _write_locked_transactions(rdb) if sqlite else rdb
         except Exception as exc:  # sqlalchemy raises many types; the user needs one line
             if _schema_race(exc) and attempt < 3:
                 time.sleep(0.5 + attempt)  # workers started together: another one is creating the tables
@@ -96,6 +99,29 @@ def open_storage(url: str, create: bool = False) -> Any:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot open storage {redact(url)}: {redact(msg)}") from exc
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _write_locked_transactions(rdb: Any) -> Any:
+    """Every SQLite transaction of `rdb` begins with the database's write lock (BEGIN IMMEDIATE).
+
+    Why: Python's sqlite3 opens a transaction only at the first write, so the row Optuna reads "FOR
+    UPDATE" before claiming a WAITING trial is not locked (SQLite has no row locks): two workers both
+    read WAITING and both claimed the same enqueued baseline, and the second to finish crashed with
+    "Cannot tell a COMPLETE trial". With the lock taken first, the second worker reads RUNNING and
+    takes the next trial. SQLAlchemy's own recipe for pysqlite; PostgreSQL's FOR UPDATE needs nothing.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(rdb.engine, "connect")
+    def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver begins nothing itself ...
+
+    @event.listens_for(rdb.engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # ... SQLAlchemy begins, with the write lock
+
+    rdb.engine.dispose()  # connections opened before the listeners: closed, new ones get them
+    return rdb
 
 
 def _schema_race(exc: Exception) -> bool:

@@ -30,3 +30,44 @@ def test_workers_started_together_open_one_postgresql_storage(postgres_url):
             conn.execute(f"CREATE DATABASE race{round_}")
     for round_ in range(3):
         assert _open_together(f"{base}/race{round_}") == []
+
+
+# Each process waits for a start file, then asks the study for a trial (Optuna pops the WAITING ones
+# first) and prints whether it got the enqueued one: exactly one process may.
+POP = """
+import os, sys, time
+import optuna
+from autocomp.study import storage
+url, start = sys.argv[1], sys.argv[2]
+study = optuna.load_study(study_name="q", storage=storage.open_storage(url))
+while not os.path.exists(start):
+    time.sleep(0.001)
+trial = study.ask()
+print("enqueued" if trial.suggest_float("x", 0.0, 2.0) == 1.0 else "sampled")
+"""
+
+
+def _pop_together(url, start, n=6):
+    import optuna
+
+    from autocomp.study import storage
+
+    study = optuna.create_study(study_name="q", storage=storage.open_storage(url, create=True))
+    study.enqueue_trial({"x": 1.0})
+    procs = [subprocess.Popen([sys.executable, "-c", POP, url, str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    import time
+
+    time.sleep(8)  # every process has loaded the study and is waiting for the start
+    start.write_text("go")
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in results]
+    return sum(out.strip() == "enqueued" for out, _ in results)
+
+
+def test_one_queued_trial_goes_to_one_worker_on_sqlite(tmp_path):
+    """pysqlite starts a transaction only at the first write, so Optuna's read-then-claim of a WAITING
+    trial was two statements apart: workers started together ran one baseline twice and the second to
+    finish crashed ('Cannot tell a COMPLETE trial'). Transactions now take SQLite's write lock first."""
+    for round_ in range(3):
+        assert _pop_together(f"sqlite:///{tmp_path / f'q{round_}.db'}", tmp_path / f"go{round_}") == 1
