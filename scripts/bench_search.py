@@ -8,7 +8,8 @@ For each task and seed, two searches on the host device into a temporary SQLite 
 baselines. After each search the front and the baselines are re-timed together beside the reference
 (study/remeasure.py), and every figure below comes from that one window:
 
-- feasible_fraction: feasible trials among those the sampler proposed (baselines excluded);
+- feasible_fraction: feasible trials among those the search proposed (the uniform baselines excluded;
+  the sensitivity step's knapsack plans count as the search's);
 - hypervolume: of the feasible re-timed points in (latency, memory), each divided by the fp32 trial's,
   reference point (1.1, 1.1); hypervolume_uniform: the same of the feasible uniform baselines alone;
 - best_speedup: fp32 latency / the fastest feasible point's; best_speedup_vs_w8a8 likewise against the
@@ -57,7 +58,8 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
     points = record["points"]
     completed = pareto.completed(study)
     by_number = {t.number: t for t in completed}
-    baseline_numbers = {t.number for t in completed if "fixed_params" in t.system_attrs}
+    # the uniform baselines, by plan: the knapsack proposals are enqueued too, but they are the search's own
+    baseline_numbers = {t.number for t in completed if "fixed_params" in t.system_attrs and uniform_plan(t)}
     proposed = [t for t in completed if t.number not in baseline_numbers]
     fp32 = pareto.baseline(study)
     w8a8 = next((t for t in completed if t.user_attrs["result"]["plan_label"] == "w8a8"), None)
@@ -87,6 +89,13 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
         "wall_s_per_trial": wall / max(1, len(completed)),
         **candidate_seconds([t for t in completed if "reused_from_trial" not in t.user_attrs]),
     }
+
+
+def uniform_plan(trial) -> bool:  # type: ignore[no-untyped-def]
+    """Every layer at the same bits and unpruned: fp32, w8a8, w4a8, w16, ..."""
+    layers = trial.user_attrs["plan"]["layers"]
+    return all((lp["w_bits"], lp["a_bits"], lp["prune"]) == (layers[0]["w_bits"], layers[0]["a_bits"], 0.0)
+               for lp in layers)
 
 
 def candidate_seconds(trials: list) -> dict:
