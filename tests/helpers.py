@@ -64,13 +64,18 @@ def kill(proc: Any) -> None:
 
 
 def trials_of(storage: str, study: str) -> list[Any]:
-    """The study's trials as stored (read with Optuna directly, not through autocomp)."""
+    """The study's trials as stored (read with Optuna's own load_study, not through autocomp's Study).
+
+    The storage is opened with autocomp's open_storage: a test polling while a worker is still
+    creating the tables races it, and plain Optuna then fails with "table ... already exists" (the
+    retry on that race is open_storage's)."""
     import optuna
 
-    from autocomp.study.storage import normalise
+    from autocomp.study.storage import normalise, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return optuna.load_study(study_name=study, storage=normalise(storage, create=False)).get_trials()
+    rdb = open_storage(normalise(storage, create=False))
+    return optuna.load_study(study_name=study, storage=rdb).get_trials()
 
 
 def tiny_encoder() -> Any:

@@ -74,8 +74,9 @@ def test_the_dashboard_names_the_objectives(dashboard):
 
 
 def test_user_attributes_come_back_as_json(dashboard, stored):
-    """Every attribute is JSON; the dashboard cuts one whose JSON is longer than its MAX_ATTR_LENGTH
-    (1,024 characters: a trial's `result`, with its kernels and timings) and then shows that prefix."""
+    """Every attribute but a string is shown as JSON; the dashboard cuts one whose JSON is longer than
+    its MAX_ATTR_LENGTH (1,024 characters: a trial's `result`, with its kernels and timings) and then
+    shows that prefix. A string (the study's `command`) is shown as itself."""
     detail = study_detail(dashboard)
     [trial] = [t for t in detail["trials"] if t["state"] == "Complete"]
     pairs = ((detail["user_attrs"], stored.user_attrs), (trial["user_attrs"], stored.trials[trial["number"]].user_attrs))
@@ -83,7 +84,9 @@ def test_user_attributes_come_back_as_json(dashboard, stored):
         assert {a["key"] for a in shown} == set(attrs)
         for a in shown:
             full = json.dumps(attrs[a["key"]])
-            if len(full) <= MAX_ATTR_LENGTH:
+            if isinstance(attrs[a["key"]], str):
+                assert a["value"] == attrs[a["key"]], a["key"]
+            elif len(full) <= MAX_ATTR_LENGTH:
                 assert json.loads(a["value"]) == attrs[a["key"]], a["key"]
             else:
                 assert a["value"] == full[:MAX_ATTR_LENGTH], a["key"]
