@@ -12,10 +12,12 @@ FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
 setup: $(VENV)/.installed dataset
 
+# pip -qq: errors only (pip warns about every index folder a machine's pip.conf names but lacks);
+# PYTHONWARNINGS: setuptools' editable-install notice is not the user's business.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -qq --upgrade pip
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -qq -e '.[test]'
 	touch $@
 
 dataset:

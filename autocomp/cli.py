@@ -89,7 +89,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from autocomp.study import search as study_mod
     from autocomp.study.storage import redact
 
+    from autocomp.paths import runs_dir
+    from autocomp.quiet import log_other_warnings, logged_since
+
     cfg = _search_config(args)  # prepare_search validates it
+    warnings_log = runs_dir() / "warnings.log"
+    log_start = log_other_warnings(warnings_log)
     console = _console()
     progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
@@ -109,6 +114,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"this worker ran {outcome.trials_run} trials in {outcome.elapsed_s:.0f} s (sampler seed {outcome.seed}); "
           f"study '{outcome.study}' in {redact(outcome.storage)} has {outcome.trials_total} in all, "
           f"{outcome.failed} failed")
+    if n := logged_since(warnings_log, log_start):
+        print(f"{n} warning{'s' * (n > 1)} from the libraries autocomp uses went to {warnings_log} "
+              "(search --verbose prints them)")
     if outcome.trials_run and len(outcome.errors) == outcome.trials_run:
         print(f"autocomp: every trial of this run failed; the first: {outcome.errors[0]}", file=sys.stderr)
         return 1
