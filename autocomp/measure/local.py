@@ -46,6 +46,11 @@ class LocalSession:
     def run(self, x: np.ndarray) -> np.ndarray:
         return first_output(self.vm["main"](*self.args(x)))
 
+    def warm(self, x: np.ndarray, n: int) -> None:
+        args = self.args(x)
+        for _ in range(n):
+            self.vm["main"](*args)
+
     def timer(self, x: np.ndarray, number: int) -> Callable[[], float]:
         """One sample per call: the mean of `number` back-to-back runs, in seconds."""
         import tvm
@@ -97,10 +102,11 @@ class LocalRunner:
             reference.loaded["local"] = self.session(reference.built)
         return reference.loaded["local"]
 
-    def compare(self, sessions: list[LocalSession], reference: LocalSession,
+    def compare(self, sessions: list[Any], reference: LocalSession,
                 example_input: np.ndarray) -> tuple[Latency, list[Comparison]]:
         """Time each session in A/B rounds with the reference (interleave.py), under the timing lock;
-        returns the reference's own latency in this window and one comparison per session."""
+        returns the reference's own latency in this window and one comparison per session. A session
+        is anything with `warm(x, n)` and `timer(x, number)` (an onnxruntime one too)."""
         import time
 
         from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
@@ -112,9 +118,7 @@ class LocalRunner:
         with timing_lock() as waited_s, master_off_worker_cores():
             start = time.time()
             for s in (reference, *sessions):
-                args = s.args(example_input)
-                for _ in range(m.warmup):
-                    s.vm["main"](*args)
+                s.warm(example_input, m.warmup)
             number = calls_per_sample(lambda n: reference.timer(example_input, n)(), m)
             timers = [s.timer(example_input, number) for s in sessions]
             ref_timer = reference.timer(example_input, number)

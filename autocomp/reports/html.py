@@ -1,9 +1,10 @@
 """`autocomp report`: one self-contained HTML file (plotly, its JS inlined: it opens offline), and a PNG.
 
 Sections: the front (every measured trial, latency vs memory, coloured by accuracy, infeasible ones
-grey, uniform baselines marked, hover showing the plan), search progress (hypervolume and best
-feasible speedup by trial), the chosen point per layer (table and kernel-time bars), the per-layer
-sensitivity when the study has it, and where the numbers come from.
+grey, uniform baselines and onnxruntime's own fp32 / int8 of the model marked, hover showing the
+plan), search progress (hypervolume and best feasible speedup by trial), the chosen point per layer
+(table and kernel-time bars), the per-layer sensitivity when the study has it, and where the numbers
+come from.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def _figures(data: ReportData) -> list[tuple[str, Any]]:
     steps = sorted((p.latency_ms, p.memory_bytes / kib) for p in data.points if p.trial in on_front)
     front.add_trace(go.Scatter(x=[x for x, _ in steps], y=[y for _, y in steps], mode="lines", name="feasible front",
                                line={"shape": "hv", "color": "crimson"}, hoverinfo="skip"))
+    for mark in data.onnxruntime:
+        front.add_vline(x=mark.latency_ms, line={"dash": "dash", "color": "darkorange"},
+                        annotation_text=f"onnxruntime {mark.name}", annotation_position="top")
     front.update_layout(xaxis_title="latency, ms (drift-corrected)", yaxis_title="memory, KiB (weights + arena)",
                         height=520, margin={"t": 30}, legend={"orientation": "h", "y": -0.18})
 
@@ -121,6 +125,9 @@ def render(data: ReportData) -> str:
                     [[r.name, r.w_bits, r.a_bits, r.prune, r.params, r.macs, r.compute] for r in data.layers])
     front_rows = [[p.trial, p.plan_label, p.latency_ms, p.memory_bytes, p.accuracy,
                    (base.latency_ms / p.latency_ms) if base else None] for p in data.front]
+    ort_rows = [[f"onnxruntime {m.name}", m.latency_ms, m.ratio, m.accuracy,
+                 (base.latency_ms / m.latency_ms) if base else None] for m in data.onnxruntime]
+    ort = (_table(["build", "latency ms", "ratio to TVM fp32", "accuracy", "speedup"], ort_rows) if ort_rows else "")
     meta = dict(data.meta)
     meta["command"] = data.command or "not stored (a study from before autocomp stored its command)"
     if data.config:
@@ -135,6 +142,8 @@ def render(data: ReportData) -> str:
 Latencies are the drift-corrected figures the search compared (each trial timed beside a reference).</p>
 {plots['front']}
 {_table(["trial", "plan", "latency ms", "memory bytes", "accuracy", "speedup"], front_rows)}
+<p class=note>Orange dashed lines: onnxruntime's own builds of the same model, {html.escape(data.onnxruntime_source)}.</p>
+{ort}
 <h2>Search progress</h2>
 {plots['progress']}
 <h2>Trial {chosen.trial}: {html.escape(chosen.plan_label)}</h2>
@@ -169,6 +178,10 @@ def write_png(data: ReportData, path: Path) -> None:
     for p in data.points:
         if p.uniform:
             ax.annotate(p.label, (p.latency_ms, p.memory_bytes / 1024), textcoords="offset points", xytext=(4, 4))
+    for mark in data.onnxruntime:
+        ax.axvline(mark.latency_ms, color="darkorange", linestyle="--")
+        ax.annotate(f"onnxruntime {mark.name}", (mark.latency_ms, 1), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize=8, color="darkorange")
     ax.set_xlabel("latency, ms (drift-corrected)")
     ax.set_ylabel("memory, KiB")
     ax.set_title(f"{data.study}: {len(ok)} feasible of {len(data.points)}")

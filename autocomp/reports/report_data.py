@@ -57,6 +57,18 @@ class ReportData:
     kernels_source: str = "not measured (autocomp report --no-measure)"
     sensitivity: dict[str, Any] | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    onnxruntime: list[OrtMark] = field(default_factory=list)
+    onnxruntime_source: str = "not measured (autocomp report --no-measure)"
+
+
+@dataclass(frozen=True)
+class OrtMark:
+    """onnxruntime's own build of the task's model, on the front's latency axis (measure/onnxruntime_marks.py)."""
+
+    name: str  # "fp32" or "int8"
+    latency_ms: float  # ratio to the TVM fp32 reference x the study's reference figure
+    ratio: float
+    accuracy: float
 
 
 def _plan_text(plan: dict[str, Any]) -> str:
@@ -149,6 +161,33 @@ def _measure_chosen(study: Any, data: ReportData) -> None:
     data.kernels = [(n, t, layer_of.get(i)) for i, (n, t) in enumerate(calls)]
     data.kernels_source = f"measured now on this host (VM instrument, median of 20 calls), {ctx.host_cpu.get('model', '')}"
     data.layers = _layer_rows(study, data.chosen, _counts(compiled.model, ctx.task.example_input, names))
+    _measure_onnxruntime(data, ctx)
+
+
+def _measure_onnxruntime(data: ReportData, ctx: Any) -> None:
+    """onnxruntime's fp32 and int8 of the task's model, timed now beside the TVM fp32 reference and
+    placed on the front's axis as ratio x the study's reference figure (as every trial is)."""
+    from autocomp.errors import first_line
+    from autocomp.measure import onnxruntime_marks
+    from autocomp.measure.local import LocalRunner
+
+    ref = (data.settings.get("reference") or {}).get("latency_ms")
+    if not ref:
+        data.onnxruntime_source = "not measured: the study has no reference figure to place it against"
+        return
+    try:
+        marks = onnxruntime_marks.measure(ctx, LocalRunner(ctx.profile.measurement, peak_rss=False))
+    except Exception as exc:  # the report stands without the marks; it says why they are missing
+        data.onnxruntime_source = f"not measured: onnxruntime failed ({first_line(exc)})"
+        return
+    data.onnxruntime = [OrtMark(name, m["ratio"] * ref, m["ratio"], m["accuracy"])
+                        for name, m in marks.items() if isinstance(m, dict) and "ratio" in m]
+    refused = [f"{name}: {m['error']}" for name, m in marks.items() if isinstance(m, dict) and "error" in m]
+    data.onnxruntime_source = (
+        f"measured now on this host, {marks['rounds']} A/B rounds beside the TVM fp32 reference "
+        f"({marks['reference_ms']:.4g} ms in this window), {marks['threads']} threads; onnxruntime's int8 is its "
+        "static QDQ recipe (u8 activations, s8 per-channel weights) calibrated on the task's calibration inputs"
+        + (f"; not built: {'; '.join(refused)}" if refused else ""))
 
 
 def _kernel_layers(calls: list[tuple[str, float]], layers: list[str]) -> dict[int, str]:

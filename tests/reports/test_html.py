@@ -45,6 +45,9 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
         plot = re.search(rf'<div id="plot-{name}".*?</div>\s*</div>', dom.stdout, flags=re.S)
         assert plot and 'class="main-svg"' in plot.group(0), f"plot {name} did not render"
     assert len(re.findall(r'class="scatterlayer', dom.stdout)) >= 2  # the traces themselves
+    for build in ("fp32", "int8"):  # onnxruntime's own builds, drawn as marks on the front
+        assert re.search(rf'class="annotation-text"[^>]*>onnxruntime {build}<', dom.stdout), build
+    assert "measured now on this host" in text.split("Orange dashed lines", 1)[1].split("</p>", 1)[0]
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
 
@@ -53,6 +56,7 @@ def test_report_from_the_api_without_measuring(study, tmp_path):
     out = study.report(tmp_path / "a.html", measure=False)
     text = out.read_text()
     assert "not measured (autocomp report --no-measure)" in text and "plot-kernels" not in text
+    assert "onnxruntime fp32" not in text  # nothing timed, so no onnxruntime mark
     assert "command" in text and "test" in text  # how the creator was started (here: pytest)
 
 
