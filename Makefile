@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: setup demo test dataset postgres chromium emulator clean
+.PHONY: setup demo test dataset postgres chromium llvm emulator clean
 
 setup: $(VENV)/.installed dataset
 
@@ -49,10 +49,21 @@ chromium:
 	  fi; \
 	fi
 
+# LLVM 19's llvm-mca (Cortex-A72 / Neoverse-N1 scheduling models): scripts/bench_arm_static.py and
+# tests/measure/test_mca.py estimate the ARM kernels' cycles with it.
+llvm:
+	@if ! command -v llvm-mca-19 >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-19 >/dev/null; \
+	  else \
+	    echo "llvm-mca-19 is missing: run 'sudo apt-get install llvm-19' (the ARM cycle estimates need it)"; exit 1; \
+	  fi; \
+	fi
+
 demo: setup
 	$(BIN)/autocomp search --device host --trials 24 --max-accuracy-drop 0.01
 
-test: setup emulator postgres chromium
+test: setup emulator postgres chromium llvm
 	$(BIN)/python -m pytest -q --durations=15
 
 clean:

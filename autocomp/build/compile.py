@@ -90,6 +90,18 @@ def legalize(mod: Any, target: Any) -> Any:
         return tvm.transform.Sequential(cpu.library_dispatch_passes(target) + cpu.legalize_passes(target))(mod)
 
 
+def fuse(lowered: LoweredModel, profile: DeviceProfile) -> tuple[Any, tuple[np.ndarray, ...]]:
+    """A CPU target's model as fused kernels before scheduling (layout, Winograd, legalize, constants
+    folded): the kernels `build` schedules, by the names they keep in the library."""
+    from autocomp.build.passes import precompute, winograd
+    from autocomp.build.passes.layout import channels_last
+
+    target = profile.tvm_target()
+    fused = legalize(winograd.rewrite(channels_last(lowered.mod), target, profile.winograd), target)
+    fused, params, _ = precompute.fold(fused, lowered.params)
+    return fused, params
+
+
 def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_trials: int = 0) -> BuildResult:
     """CPU targets: TVM's CPU pipeline with autocomp's own passes and kernel schedules in the middle
     (passes/, kernels/driver.py), conv tiles from the tuning database `db` (kernels/tuning.py) when given."""
@@ -107,11 +119,9 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     try:
         if target.kind.name == "llvm":
             from autocomp.build.kernels.driver import schedule_and_pack
-            from autocomp.build.passes import precompute, prepack, winograd
-            from autocomp.build.passes.layout import channels_last
+            from autocomp.build.passes import prepack
 
-            fused = legalize(winograd.rewrite(channels_last(lowered.mod), target, profile.winograd), target)
-            fused, params, _ = precompute.fold(fused, params)
+            fused, params = fuse(lowered, profile)
             if tune_trials and profile.measure == "local":
                 from autocomp.device.threads import local_threads, use_threads
 
