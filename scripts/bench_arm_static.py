@@ -16,8 +16,9 @@ Per kernel: cycles per iteration, MAC lanes per cycle, and the fraction of the c
 peak is what the same model gives a loop of independent MAC instructions (printed first): comparing the
 kernel with the model's own ceiling, not with a datasheet figure the model may not share. Whole-model
 figure: sum over MAC kernels of (kernel MACs / loop MACs per iteration) x cycles per iteration / clock,
-one core, the profile's clock; kernel MACs are TVM's FLOP estimate of the fused kernel / 2 (a Winograd
-kernel's are its transform and batched-GEMM products, not the direct conv's). Data-movement kernels
+one core, the profile's clock, each kernel counted as often as the model calls it; kernel MACs are
+TVM's FLOP estimate of the fused kernel / 2 (a Winograd kernel's are its transform and batched-GEMM
+products, not the direct conv's). Data-movement kernels
 (transposes, packing, pooling) and cache misses are not modelled: the figure is a lower bound on time.
 Every figure is labelled `estimate (llvm-mca)`.
 """
@@ -42,21 +43,27 @@ CORES = {"rpi4": ("cortex-a72", "cortex-a72", 1.5e9), "rpi5": ("neoverse-n1", "c
 PEAKS = {"fp32": ["fp32 fmla .4s"], "int8": ["int8 sdot .4s", "int8 smlal .8h", "int8 mla .4s (int32 lanes)"]}
 
 
-def kernel_macs(lowered, profile) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """MACs per fused kernel (TVM's FLOP estimate / 2), by the name the kernel keeps in the library."""
+def kernel_macs(lowered, profile) -> dict[str, tuple[float, int]]:  # type: ignore[no-untyped-def]
+    """Per fused kernel, by the name it keeps in the library: MACs per call (TVM's FLOP estimate / 2)
+    and how many times main calls it (identical layers share one kernel)."""
+    import re
+    from collections import Counter
+
     from tvm import tirx as tir
     from tvm.s_tir.analysis import estimate_tir_flops
 
     from autocomp.build.compile import fuse
 
     fused, _ = fuse(lowered, profile)
+    called = Counter(re.findall(r"R\.call_tir\((?:cls\.)?(\w+),", fused["main"].script()))
     out = {}
     for gv, func in fused.functions_items():
         if isinstance(func, tir.PrimFunc):
+            calls = called[gv.name_hint]
             try:
-                out[gv.name_hint] = estimate_tir_flops(tvm_module(func)) / 2
+                out[gv.name_hint] = (estimate_tir_flops(tvm_module(func)) / 2, calls)
             except Exception:  # a kernel TVM cannot count: left out of the whole-model sum, and said so
-                out[gv.name_hint] = float("nan")
+                out[gv.name_hint] = (float("nan"), calls)
     return out
 
 
@@ -117,12 +124,13 @@ def analyse(model_name: str, task, device: str, tmp: Path) -> list[dict]:  # typ
             except RuntimeError as exc:
                 rows.append({**row, "error": str(exc)})
                 continue
-            kmacs = macs.get(kernel, float("nan"))
+            kmacs, calls = macs.get(kernel, (float("nan"), 0))
             cycles = kmacs / loop.mac_lanes * r.cycles_per_iteration if not math.isnan(kmacs) else float("nan")
             rows.append({**row, "cycles_per_iteration": r.cycles_per_iteration, "macs_per_cycle": r.macs_per_cycle,
                          "peak_name": best_peak_name, "peak_macs_per_cycle": peak[best_peak_name],
                          "peak_fraction": r.macs_per_cycle / peak[best_peak_name],  # type: ignore[operator]
-                         "kernel_macs": kmacs, "kernel_ms_one_core": cycles / clock * 1e3, "clock_hz": clock})
+                         "kernel_macs": kmacs, "calls": calls, "kernel_ms_one_core": cycles / clock * 1e3,
+                         "clock_hz": clock})
     return rows
 
 
@@ -137,9 +145,9 @@ def totals(rows: list[dict]) -> list[dict]:
         t = out.setdefault(key, {"model": r["model"], "device": r["device"], "mcpu": r["mcpu"], "dtype": r["dtype"],
                                  "kernels": 0, "macs": 0.0, "ms_one_core": 0.0, "source": LABEL})
         if not math.isnan(r["kernel_ms_one_core"]):
-            t["kernels"] += 1
-            t["macs"] += r["kernel_macs"]
-            t["ms_one_core"] += r["kernel_ms_one_core"]
+            t["kernels"] += r["calls"]
+            t["macs"] += r["kernel_macs"] * r["calls"]
+            t["ms_one_core"] += r["kernel_ms_one_core"] * r["calls"]
     return list(out.values())
 
 
@@ -168,17 +176,17 @@ def main() -> int:
         shown = ", ".join(f"{n} {p:.2f}" if p else f"{n} n/a" for n, p in peaks(mcpu).items())
         print(f"{device}: {core} as llvm-mca -mcpu={mcpu}, {clock / 1e9:.1f} GHz; peak MAC lanes/cycle: {shown}")
     print(f"{'model':14s} {'device':6s} {'dtype':5s} {'kernel':44s} {'cyc/it':>7s} {'MAC/cyc':>7s} {'% peak':>6s} "
-          f"{'ms 1 core':>9s}  schedule")
+          f"{'ms 1 core':>9s} {'calls':>5s}  schedule")
     for r in rows:
         if "error" in r:
             print(f"{r['model']:14s} {r['device']:6s} {r['dtype']:5s} {r['kernel'][:44]:44s} {r['error']}")
             continue
         print(f"{r['model']:14s} {r['device']:6s} {r['dtype']:5s} {r['kernel'][:44]:44s} {r['cycles_per_iteration']:7.2f} "
-              f"{r['macs_per_cycle']:7.2f} {100 * r['peak_fraction']:5.1f}% {r['kernel_ms_one_core']:9.3f}  {r['schedule']}")
+              f"{r['macs_per_cycle']:7.2f} {100 * r['peak_fraction']:5.1f}% {r['kernel_ms_one_core']:9.3f} {r['calls']:5d}  {r['schedule']}")
     print("whole model (MAC kernels only; a lower bound on time):")
     for t in totals(rows):
         print(f"  {t['model']:14s} {t['device']:6s} {t['dtype']:5s} {t['ms_one_core']:8.3f} ms on one core, "
-              f"{t['macs'] / 1e6:.1f} M MACs in {t['kernels']} kernels  [{LABEL}]")
+              f"{t['macs'] / 1e6:.1f} M MACs in {t['kernels']} kernel calls  [{LABEL}]")
     return 0
 
 
