@@ -80,18 +80,11 @@ def torch_ms(model: Any, x: Any) -> float:
 
 
 def ort_quantize_static(fp32_onnx: Path, out: Path, calib: np.ndarray) -> None:
-    """onnxruntime's own int8: QDQ, uint8 activations, int8 per-channel weights."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """onnxruntime's own int8: QDQ, uint8 activations, int8 per-channel weights (the report's marks use
+    the same recipe)."""
+    from autocomp.measure.onnxruntime_marks import quantize_static
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"input": calib[i : i + 1]} for i in range(len(calib))])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
-    quantize_static(str(fp32_onnx), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(fp32_onnx, out, calib)
 
 
 def onnx_accuracy(path: Path, task: Any) -> float:
