@@ -77,7 +77,7 @@ def main() -> int:
                         help="override the profile's winograd key for the fp32 3x3 convs (default: the profile's)")
     args = parser.parse_args()
 
-    from autocomp.artifacts.export import export_onnx
+    from autocomp.lower.onnx_export import export_onnx
     from autocomp.candidate import prepare
     from autocomp.measure.estimate import layer_macs
     from autocomp.measure.local import LocalRunner

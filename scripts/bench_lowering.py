@@ -40,7 +40,7 @@ def main() -> int:
 
     import torch
 
-    from autocomp.artifacts.export import export_onnx
+    from autocomp.lower.onnx_export import export_onnx
     from autocomp.build.compile import build, export_library
     from autocomp.candidate import prepare
     from autocomp.compress import compress

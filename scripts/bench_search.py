@@ -112,7 +112,7 @@ def candidate_seconds(trials: list) -> dict:
 
 def ort_ratio(ctx, trial, tmp: Path) -> float:  # type: ignore[no-untyped-def]
     """onnxruntime fp32 latency / the trial's, timed interleaved (bench_latency.py's method)."""
-    from autocomp.artifacts.export import export_onnx
+    from autocomp.lower.onnx_export import export_onnx
     from autocomp.measure.local import LocalRunner
     from autocomp.plan import CompressionPlan
 

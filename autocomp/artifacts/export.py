@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autocomp.errors import UserError
+from autocomp.lower.onnx_export import export_onnx
 
 MANIFEST_VERSION = 1
 
@@ -39,26 +40,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-ONNX_OPSET = 17
-
-
-def export_onnx(model: Any, example_input: Any, path: Path) -> None:
-    """Integer layers become QuantizeLinear / DequantizeLinear around float Conv / Gemm (QDQ)."""
-    import torch
-
-    from autocomp.lower import onnx_ops
-
-    onnx_ops.register_onnx_symbolics(ONNX_OPSET)
-    # Constant folding would unpack 4-/2-bit weights into int32 initializers (bigger than fp32):
-    # keep them packed, with the unpacking in the graph, as in the TVM artifact.
-    packed = any(getattr(m, "w_bits", 8) < 8 for m in model.modules())
-    with torch.no_grad():
-        torch.onnx.export(model, (example_input,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          do_constant_folding=not packed,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 
 
 def onnx_accuracy(path: Path, task: Any, fused: bool = True) -> float:

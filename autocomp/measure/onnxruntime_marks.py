@@ -81,7 +81,7 @@ def measure(ctx: Any, runner: Any) -> dict[str, Any]:
     reference (LocalRunner.compare) and measure both accuracies. Returns, per build, its ratio to the
     reference, its latency in this window and its accuracy; a build onnxruntime cannot make or run
     gets `error` (one line) instead."""
-    from autocomp.artifacts.export import export_onnx
+    from autocomp.lower.onnx_export import export_onnx
     from autocomp.errors import first_line
     from autocomp.device.threads import local_threads
     from autocomp.measure.accuracy import accuracy_compiled

@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from autocomp.artifacts.export import export_onnx
+from autocomp.lower.onnx_export import export_onnx
 from autocomp.compress import compress
 from autocomp.plan import CompressionPlan
 

@@ -25,7 +25,7 @@ def test_fp32_and_int8_are_timed_beside_the_reference_and_evaluated(digits_ctx):
 def test_the_int8_build_is_onnxruntimes_own_qdq(digits_ctx, tmp_path):
     import onnx
 
-    from autocomp.artifacts.export import export_onnx
+    from autocomp.lower.onnx_export import export_onnx
 
     fp32 = tmp_path / "fp32.onnx"
     export_onnx(digits_ctx.model, digits_ctx.task.example_input, fp32)
