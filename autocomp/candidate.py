@@ -7,6 +7,7 @@ the same stages, so a figure means the same thing wherever it is printed.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -15,7 +16,7 @@ from torch import nn
 
 from autocomp.compress import compress, unfuse_attention
 from autocomp.compress.layers import float_layers, output_layers, searchable_layers
-from autocomp.compress.prune import prunable_layers
+from autocomp.compress.prune import PruningUnavailable, prunable_layers
 from autocomp.compress.quantize import layer_precisions
 from autocomp.device.profiles import DeviceProfile
 from autocomp.errors import UserError
@@ -49,6 +50,7 @@ class Context:
     tune_trials: int = 0  # tiles timed per new conv workload (0: database and default tiles only)
     tuning_db: Any = None  # tuning.TuningDB of this profile (local profiles: tuning times kernels here)
     float_only: dict[str, str] = field(default_factory=dict)  # layers that stay float32: name -> why
+    pruning_off: str | None = None  # why nothing can be pruned (Torch-Pruning cannot trace the model)
     _reference: Any = field(default=None, repr=False)  # measure.base.Reference, compiled on first use
 
     def reference(self) -> Any:
@@ -141,11 +143,17 @@ def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_st
         raise UserError(f"nothing to search: task {task.name}'s model has no Conv2d or Linear layer "
                         f"(its layer types: {', '.join(kinds) or 'none'})")
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
-    prunable = [n for n in prunable_layers(model, task.example_input, protected) if n not in float_only]
+    pruning_off = None
+    try:
+        prunable = [n for n in prunable_layers(model, task.example_input, protected) if n not in float_only]
+    except PruningUnavailable as exc:
+        prunable, pruning_off = [], str(exc)
+        print(f"autocomp: task {task.name}: pruning is off for this model, bits are still searched: {exc}",
+              file=sys.stderr)
     # tiles are timed on this machine, so only a profile measured here gets a tuning database
     db = TuningDB.for_profile(profile.name) if profile.measure == "local" and profile.kind == "cpu" else None
     return Context(task, profile, model, layers, protected, prunable, hostcpu.detect().to_dict(), options,
-                   finetune_steps, tune_trials, db, float_only)
+                   finetune_steps, tune_trials, db, float_only, pruning_off)
 
 
 def _checked_model(task: Task) -> nn.Module:
@@ -383,7 +391,9 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
                         f"{ctx.task.name} (its layers: {', '.join(ctx.layers)})")
     bad = [lp.name for lp in plan.layers if lp.prune > 0 and lp.name not in ctx.prunable]
     if bad:
-        raise UserError(f"--plan {spec}: layer {bad[0]!r} cannot be pruned (prunable: {', '.join(ctx.prunable)})")
+        why = f"pruning is off for this model: {ctx.pruning_off}" if ctx.pruning_off else \
+            f"prunable: {', '.join(ctx.prunable) or 'none'}"
+        raise UserError(f"--plan {spec}: layer {bad[0]!r} cannot be pruned ({why})")
     return plan
 
 

@@ -24,6 +24,11 @@ from autocomp.compress.layers import SEARCHABLE_TYPES
 ROUND_TO = 8
 
 
+class PruningUnavailable(Exception):
+    """Torch-Pruning cannot trace this model's channel dependencies: the model is searched without pruning
+    (bits only) rather than failing every trial."""
+
+
 def _modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules())
 
@@ -38,7 +43,12 @@ def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: It
     by_name = _modules_by_name(model)
     names = {m: n for n, m in by_name.items()}
     ignored = _ignored(model, protected)
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    except Exception as exc:  # Torch-Pruning's tracer meets a pattern it cannot map (e.g. a channel shuffle)
+        where = _innermost(exc)
+        raise PruningUnavailable(f"Torch-Pruning's dependency graph cannot trace it ({type(exc).__name__}"
+                                 f"{': ' + str(exc).splitlines()[0] if str(exc) else ''} in {where})") from exc
     roots: list[str] = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(SEARCHABLE_TYPES)):
         root = group[0].dep.target.module
@@ -46,6 +56,13 @@ def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: It
             roots.append(names[root])
     order = list(by_name)
     return sorted(roots, key=order.index)
+
+
+def _innermost(exc: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].name}()" if frames else "its tracer"
 
 
 def prune(model: nn.Module, example_input: torch.Tensor, ratios: dict[str, float],

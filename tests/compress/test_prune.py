@@ -2,7 +2,9 @@ import torch
 from torch import nn
 
 from autocomp.compress.layers import output_layers, searchable_layers
-from autocomp.compress.prune import prunable_layers, prune
+import pytest
+
+from autocomp.compress.prune import PruningUnavailable, prunable_layers, prune
 from autocomp.tasks.builtin import FashionNet
 
 
@@ -61,3 +63,16 @@ def test_pruning_follows_coupled_residual_channels():
     pruned = prune(model, x, {roots[0]: 0.5}, ["head"])
     assert pruned.a.out_channels == pruned.b.out_channels == 8
     assert pruned(x).shape == (1, 4)
+
+
+
+def test_a_model_the_dependency_graph_cannot_trace_is_named_not_crashed(monkeypatch):
+    """The wrapper's logic only (the real case, torchvision's ShuffleNetV2, is in tests/tasks/test_zoo.py)."""
+    import torch_pruning as tp
+
+    def fails(self, model, example_inputs):  # what Torch-Pruning raises at ShuffleNet's channel shuffle
+        return 1 // 0
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", fails)
+    with pytest.raises(PruningUnavailable, match=r"cannot trace it \(ZeroDivisionError.* in fails\(\)\)"):
+        prunable_layers(_net(), torch.randn(1, 1, 28, 28), ["classifier"])
