@@ -162,18 +162,35 @@ def schedule_tile_epilogue(sch: s_tir.Schedule, epi, info: ConvInfo, lanes: int)
     """The epilogue's loops inside one tile: NCHW (n, f, y, x) vectorized along x, the NCHW store
     being contiguous in x; NHWC (n, y, x, f) along the channels, one register at a time."""
     el = sch.get_loops(epi)[1:]
+    # an epilogue that broadcasts the conv's output over a larger tensor (squeeze-excitation's scale fused
+    # into its 1x1 conv) spans the whole feature map, not one tile: unrolled, it is thousands of copies of
+    # the requantize chain and LLVM takes minutes. Such loops stay loops.
+    unroll = _product(sch, el[:-1]) * ((const(sch.get(el[-1]).extent) or lanes) // lanes) <= MAX_UNROLLED_EPILOGUE
     if not info.nhwc:
-        sch.unroll(el[-2]) if len(el) >= 2 else None
+        if len(el) >= 2 and unroll:
+            sch.unroll(el[-2])
         sch.vectorize(el[-1])
         return
     f = el[-1]
     extent = const(sch.get(f).extent) or lanes
     if extent > lanes and extent % lanes == 0:
         fv, f = sch.split(f, [None, lanes])
-        sch.unroll(fv)
-    for lp in el[:-1]:
-        sch.unroll(lp)
+        if unroll:
+            sch.unroll(fv)
+    if unroll:
+        for lp in el[:-1]:
+            sch.unroll(lp)
     sch.vectorize(f)
+
+
+MAX_UNROLLED_EPILOGUE = 256  # vector bodies; a tile's epilogue is at most budget (16) x a few
+
+
+def _product(sch: s_tir.Schedule, loops) -> int:
+    n = 1
+    for lp in loops:
+        n *= const(sch.get(lp).extent) or MAX_UNROLLED_EPILOGUE
+    return n
 
 
 def pad_loops(sch: s_tir.Schedule, blk, info: ConvInfo) -> None:
