@@ -217,3 +217,16 @@ def measured_fma_peak_gflops(target: Any, threads: int = THREADS) -> tuple[float
     peak = threads * steps * acc * lanes * 2 / seconds / 1e9
     return peak, (f"measured fp32 FMA peak {peak:.0f} GFLOP/s ({threads} threads x {acc} chains of {lanes}-lane FMAs, "
                   f"best of 5); % pk below is of this figure")
+
+
+def autocomp_builds(ctx, profile):  # type: ignore[no-untyped-def]
+    """(path, compressed model, build) of autocomp's two paths: uniform fp32 and w8a8, lowered as a
+    search lowers them."""
+    from autocomp.build.compile import build
+    from autocomp.compress import compress
+    from autocomp.plan import CompressionPlan
+
+    x = ctx.task.example_input
+    for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
+        model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, ctx.task.calib_data, ctx.protected)
+        yield path, model, build(ctx.lower(model), profile)

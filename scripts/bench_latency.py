@@ -47,19 +47,6 @@ def model_cases(names: list[str]):  # type: ignore[no-untyped-def]
             raise SystemExit(f"unknown model {name!r}: builtin, resnet18, mobilenet")
 
 
-def autocomp_builds(ctx, profile):  # type: ignore[no-untyped-def]
-    """(path, compressed model, build) of autocomp's two paths: uniform fp32 and w8a8, lowered as a
-    search lowers them."""
-    from autocomp.build.compile import build
-    from autocomp.compress import compress
-    from autocomp.plan import CompressionPlan
-
-    x = ctx.task.example_input
-    for path, (w, a) in {"autocomp-fp32": (32, 32), "autocomp-int8": (8, 8)}.items():
-        model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, w, a), x, ctx.task.calib_data, ctx.protected)
-        yield path, model, build(ctx.lower(model), profile)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
@@ -105,7 +92,7 @@ def main() -> int:
         _bench.ort_quantize_static(fp32_onnx, int8_onnx, task.calib_data.numpy())
         timers = {"ort-fp32": _bench.ort_timer(fp32_onnx, x.numpy()), "ort-int8": _bench.ort_timer(int8_onnx, x.numpy()),
                   "torch": _bench.torch_timer(ctx.model, x)}
-        for path, _model, built in autocomp_builds(ctx, profile):
+        for path, _model, built in _bench.autocomp_builds(ctx, profile):
             session = runner.session(built)
             timers[path] = lambda session=session: runner.time(session, x.numpy()).median_ms
         timings = _bench.interleaved_ms(timers, rounds=args.rounds)
@@ -142,7 +129,7 @@ def _remote(args: argparse.Namespace, profile) -> int:  # type: ignore[no-untype
         ctx = prepare(task, profile)
         x = task.example_input
         gflop = 2 * sum(m for m, _ in layer_macs(ctx.model, x).values()) / 1e9
-        for path, model, built in autocomp_builds(ctx, profile):
+        for path, model, built in _bench.autocomp_builds(ctx, profile):
             result = runner.run(built, model, task)
             ms = result.latency.median_ms
             rows.append({"model": model_name, "path": path, "winograd": profile.winograd, "latency_ms": ms,

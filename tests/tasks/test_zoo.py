@@ -1,0 +1,62 @@
+"""The model zoo (torchvision's definitions, a Conv1d keyword spotter) through prepare, compress and a real host
+build. The whole matrix (8 models x fp32 / w8a8 / mixed pruned x host / rpi4) is scripts/check_zoo.py: too
+slow for the suite; these are the cases that once failed."""
+
+import numpy as np
+import pytest
+import torch
+
+from autocomp.candidate import prepare
+from autocomp.compress import compress
+from autocomp.measure.local import LocalSession
+from autocomp.plan import CompressionPlan, LayerPlan
+from autocomp.tasks.zoo import ZOO, zoo_task
+
+
+def _agrees(ctx, model, x: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
+    session = LocalSession(ctx.build(ctx.lower(model)))
+    got = np.concatenate([session.run(x[i:i + 1].numpy()) for i in range(len(x))])
+    with torch.no_grad():
+        want = model(x).numpy()
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def test_every_zoo_model_builds_from_torchvision_beside_the_cpu_torch():
+    for name, spec in ZOO.items():
+        out = spec.build().eval()(torch.randn(1, *spec.input_shape) if not spec.resizable
+                                  else torch.randn(1, spec.input_shape[0], 32, 32))
+        assert out.shape[0] == 1 and torch.isfinite(out).all(), name
+
+
+def test_shufflenet_searches_bits_with_pruning_off_in_one_line(host, capsys):
+    """Torch-Pruning cannot trace the channel shuffle: one line, no prunable layer, the build still exact."""
+    task = zoo_task("shufflenet_v2_x0_5", size=32, evals=2)
+    ctx = prepare(task, host)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pruning is off for this model" in err and "ZeroDivisionError" in err
+    assert ctx.prunable == [] and ctx.pruning_off and len(ctx.layers) > 50
+    model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, 8, 8), task.example_input, task.calib_data,
+                     ctx.protected)
+    assert _agrees(ctx, model, task.eval_inputs) <= 0.02
+
+
+def test_mobilenet_v3_mixed_pruned_plan_keeps_se_and_depthwise_coupled(host):
+    """Hardswish, squeeze-excitation gates and depthwise convs, pruned and half int8: valid and exact."""
+    task = zoo_task("mobilenet_v3_small", size=32, evals=2)
+    ctx = prepare(task, host)
+    half, pruned = set(ctx.layers[::2]), set(ctx.prunable[1::2])
+    plan = CompressionPlan(tuple(LayerPlan(n, 8 if n in half else 32, 8 if n in half else 32,
+                                           0.25 if n in pruned else 0.0) for n in ctx.layers))
+    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in ctx.model.parameters())
+    assert _agrees(ctx, model, task.eval_inputs) <= 0.02
+
+
+@pytest.mark.parametrize("plan", ["fp32", "w8a8"])
+def test_keyword_spotter_conv1d_compiles_and_agrees(host, plan):
+    task = zoo_task("kws_conv1d", evals=2)
+    ctx = prepare(task, host)
+    bits = 32 if plan == "fp32" else 8
+    model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, bits, bits), task.example_input,
+                     task.calib_data, ctx.protected)
+    assert _agrees(ctx, model, task.eval_inputs) <= 0.02
