@@ -6,7 +6,6 @@ the same stages, so a figure means the same thing wherever it is printed.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +15,7 @@ from torch import nn
 
 from autocomp.compress import compress, unfuse_attention
 from autocomp.compress.layers import float_layers, output_layers, searchable_layers
-from autocomp.compress.prune import PruningUnavailable, prunable_layers
+from autocomp.compress.prune import pruning_roots
 from autocomp.compress.quantize import layer_precisions
 from autocomp.device.profiles import DeviceProfile
 from autocomp.errors import UserError
@@ -112,24 +111,6 @@ class Context:
         return runner_for(self.profile, self.options)
 
 
-def check_candidate_flags(tracker: str | None, estimate: bool, tune_trials: int, finetune_steps: int,
-                          tracker_timeout_s: float = 10.0) -> None:
-    """The flags every command that evaluates candidates takes (search, evaluate): one line naming the
-    bad one, before anything is loaded or written."""
-    if tracker is not None:
-        from autocomp.measure.rpc import parse_tracker
-
-        parse_tracker(tracker)
-    if tune_trials < 0:
-        raise UserError(f"--tune-trials must be >= 0, got {tune_trials}")
-    if finetune_steps < 0:
-        raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
-    if estimate and tracker:
-        raise UserError("--estimate and --tracker exclude each other: measure on the farm, or estimate")
-    if not (math.isfinite(tracker_timeout_s) and tracker_timeout_s > 0):
-        raise UserError(f"--tracker-timeout must be positive seconds, got {tracker_timeout_s}")
-
-
 def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_steps: int = 0,
             tune_trials: int = 0) -> Context:
     from autocomp.device import hostcpu
@@ -143,12 +124,10 @@ def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_st
         raise UserError(f"nothing to search: task {task.name}'s model has no Conv2d or Linear layer "
                         f"(its layer types: {', '.join(kinds) or 'none'})")
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
-    pruning_off = None
-    try:
-        prunable = [n for n in prunable_layers(model, task.example_input, protected) if n not in float_only]
-    except PruningUnavailable as exc:
-        prunable, pruning_off = [], str(exc)
-        print(f"autocomp: task {task.name}: pruning is off for this model, bits are still searched: {exc}",
+    roots, pruning_off = pruning_roots(model, task.example_input, protected)
+    prunable = [n for n in roots if n not in float_only]
+    if pruning_off:
+        print(f"autocomp: task {task.name}: pruning is off for this model, bits are still searched: {pruning_off}",
               file=sys.stderr)
     # tiles are timed on this machine, so only a profile measured here gets a tuning database
     db = TuningDB.for_profile(profile.name) if profile.measure == "local" and profile.kind == "cpu" else None

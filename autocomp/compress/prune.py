@@ -58,6 +58,15 @@ def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: It
     return sorted(roots, key=order.index)
 
 
+def pruning_roots(model: nn.Module, example_input: torch.Tensor,
+                  protected: Iterable[str]) -> tuple[list[str], str | None]:
+    """`prunable_layers`, or none and why when Torch-Pruning cannot trace the model (searched bits only)."""
+    try:
+        return prunable_layers(model, example_input, protected), None
+    except PruningUnavailable as exc:
+        return [], str(exc)
+
+
 def _innermost(exc: BaseException) -> str:
     import traceback
 

@@ -51,7 +51,7 @@ class SearchConfig:
                               tracker_timeout_s=self.tracker_timeout_s)
 
     def validate(self) -> None:
-        from autocomp.candidate import check_candidate_flags
+        from autocomp.measure.flags import check_candidate_flags
 
         if self.trials < 1:
             raise UserError(f"--trials must be at least 1, got {self.trials}")
