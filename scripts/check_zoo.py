@@ -60,14 +60,16 @@ def check_model(name: str, size: int | None, targets: list[str], tmp: Path) -> l
 
     task = zoo_task(name, size=size)
     host = prepare(task, load_profile("host"))
-    x = task.eval_inputs[:4]
+    x = task.eval_inputs
     rows = []
     for label, plan in plans(host).items():
         model = compress(host.model, plan, task.example_input, task.calib_data, host.protected)
         pruned = sum(lp.prune > 0 for lp in plan.layers)
         with torch.no_grad():
             want = model(x).numpy()
-            noise = relerr(model(x * (1 + 1e-6 * torch.randn_like(x))).numpy(), want)
+            gen = torch.Generator().manual_seed(1)  # three draws: a flip needs a value near a rounding boundary
+            noise = max(relerr(model(x * (1 + 1e-6 * torch.randn(x.shape, generator=gen))).numpy(), want)
+                        for _ in range(3))
         for target in targets:
             row = {"model": name, "input": "x".join(map(str, x.shape[1:])), "plan": label, "target": target,
                    "pruned_layers": pruned, "float_layers": len(host.float_only), "pruning_off": host.pruning_off}
