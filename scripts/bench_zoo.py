@@ -56,6 +56,7 @@ def bench_model(name: str, size: int | None, rounds: int, runner, profile, tmp: 
 
 
 def main() -> int:
+    from autocomp.errors import first_line
     from autocomp.tasks.zoo import ZOO
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,7 +82,7 @@ def main() -> int:
         try:
             got = bench_model(name, args.size, args.rounds, runner, profile, tmp)
         except Exception as exc:  # noqa: BLE001 - one model failing is a row of the report, not the end of it
-            failures.append({"model": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"})
+            failures.append({"model": name, "error": f"{type(exc).__name__}: {first_line(exc)}"})
             if not args.json:
                 print(f"{name:20s} FAILED: {failures[-1]['error']}", flush=True)
             continue

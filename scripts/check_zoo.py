@@ -53,7 +53,7 @@ def check_model(name: str, size: int | None, targets: list[str], tmp: Path) -> l
 
     from autocomp.build.compile import export_library
     from autocomp.candidate import prepare
-    from autocomp.compress import compress
+    from autocomp.errors import first_line
     from autocomp.device.profiles import load_profile
     from autocomp.measure.local import LocalSession
     from autocomp.tasks.zoo import zoo_task
@@ -63,7 +63,7 @@ def check_model(name: str, size: int | None, targets: list[str], tmp: Path) -> l
     x = task.eval_inputs
     rows = []
     for label, plan in plans(host).items():
-        model = compress(host.model, plan, task.example_input, task.calib_data, host.protected)
+        model = host.compress(plan)
         pruned = sum(lp.prune > 0 for lp in plan.layers)
         with torch.no_grad():
             want = model(x).numpy()
@@ -90,13 +90,13 @@ def check_model(name: str, size: int | None, targets: list[str], tmp: Path) -> l
                     path = export_library(built, ctx.profile, tmp / f"{name}-{label}-{target}")
                     row.update(library_bytes=path.stat().st_size, agrees=None)
             except Exception as exc:  # noqa: BLE001 - a failing cell is a row of the report
-                row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
-                           agrees=False)
+                row.update(error=f"{type(exc).__name__}: {first_line(exc)}", agrees=False)
             rows.append(row)
     return rows
 
 
 def main() -> int:
+    from autocomp.errors import first_line
     from autocomp.tasks.zoo import ZOO
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,7 +108,11 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="check-zoo-"))
     rows = []
     for name in args.models.split(","):
-        got = check_model(name, args.size, args.targets.split(","), tmp)
+        try:
+            got = check_model(name, args.size, args.targets.split(","), tmp)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot even be prepared is a row, not the end
+            got = [{"model": name, "input": "", "plan": "-", "target": "-", "pruned_layers": 0, "agrees": False,
+                    "error": f"{type(exc).__name__}: {first_line(exc)}"}]
         rows += got
         if not args.json:
             for r in got:

@@ -20,6 +20,7 @@ from torch import nn
 
 from autocomp.compress.attention import Attention
 from autocomp.compress.layers import SEARCHABLE_TYPES
+from autocomp.errors import first_line
 
 ROUND_TO = 8
 
@@ -47,8 +48,8 @@ def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: It
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     except Exception as exc:  # Torch-Pruning's tracer meets a pattern it cannot map (e.g. a channel shuffle)
         where = _innermost(exc)
-        raise PruningUnavailable(f"Torch-Pruning's dependency graph cannot trace it ({type(exc).__name__}"
-                                 f"{': ' + str(exc).splitlines()[0] if str(exc) else ''} in {where})") from exc
+        raise PruningUnavailable(f"Torch-Pruning's dependency graph cannot trace it ({type(exc).__name__}: "
+                                 f"{first_line(exc)} in {where})") from exc
     roots: list[str] = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(SEARCHABLE_TYPES)):
         root = group[0].dep.target.module

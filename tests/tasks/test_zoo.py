@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from autocomp.candidate import prepare
-from autocomp.compress import compress
 from autocomp.measure.local import LocalSession
 from autocomp.plan import CompressionPlan, LayerPlan
 from autocomp.tasks.zoo import ZOO, zoo_task
@@ -35,8 +34,7 @@ def test_shufflenet_searches_bits_with_pruning_off_in_one_line(host, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pruning is off for this model" in err and "ZeroDivisionError" in err
     assert ctx.prunable == [] and ctx.pruning_off and len(ctx.layers) > 50
-    model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, 8, 8), task.example_input, task.calib_data,
-                     ctx.protected)
+    model = ctx.compress(CompressionPlan.uniform(ctx.layers, 8, 8))
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
 
 
@@ -47,7 +45,7 @@ def test_mobilenet_v3_mixed_pruned_plan_keeps_se_and_depthwise_coupled(host):
     half, pruned = set(ctx.layers[::2]), set(ctx.prunable[1::2])
     plan = CompressionPlan(tuple(LayerPlan(n, 8 if n in half else 32, 8 if n in half else 32,
                                            0.25 if n in pruned else 0.0) for n in ctx.layers))
-    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected)
+    model = ctx.compress(plan)
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in ctx.model.parameters())
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
 
@@ -57,6 +55,5 @@ def test_keyword_spotter_conv1d_compiles_and_agrees(host, plan):
     task = zoo_task("kws_conv1d", evals=2)
     ctx = prepare(task, host)
     bits = 32 if plan == "fp32" else 8
-    model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, bits, bits), task.example_input,
-                     task.calib_data, ctx.protected)
+    model = ctx.compress(CompressionPlan.uniform(ctx.layers, bits, bits))
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
