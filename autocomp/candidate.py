@@ -121,7 +121,7 @@ def prepare(task: Task, profile: DeviceProfile, options: Any = None, finetune_st
     layers = [n for n in searchable_layers(model) if n not in float_only]
     if not layers:
         kinds = sorted({type(m).__name__ for m in model.modules() if not list(m.children())})
-        raise UserError(f"nothing to search: task {task.name}'s model has no Conv2d or Linear layer "
+        raise UserError(f"nothing to search: task {task.name}'s model has no Conv2d, Conv1d or Linear layer "
                         f"(its layer types: {', '.join(kinds) or 'none'})")
     protected = tuple(dict.fromkeys([*task.protected_layers, *output_layers(model, task.example_input)]))
     roots, pruning_off = pruning_roots(model, task.example_input, protected)

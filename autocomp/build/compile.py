@@ -94,10 +94,12 @@ def fuse(lowered: LoweredModel, profile: DeviceProfile) -> tuple[Any, tuple[np.n
     """A CPU target's model as fused kernels before scheduling (layout, Winograd, legalize, constants
     folded): the kernels `build` schedules, by the names they keep in the library."""
     from autocomp.build.passes import precompute, winograd
+    from autocomp.build.passes.conv1d import conv1d_as_conv2d
     from autocomp.build.passes.layout import channels_last
 
     target = profile.tvm_target()
-    fused = legalize(winograd.rewrite(channels_last(lowered.mod), target, profile.winograd), target)
+    mod = channels_last(conv1d_as_conv2d(lowered.mod))
+    fused = legalize(winograd.rewrite(mod, target, profile.winograd), target)
     fused, params, _ = precompute.fold(fused, lowered.params)
     return fused, params
 

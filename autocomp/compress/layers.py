@@ -7,14 +7,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-SEARCHABLE_TYPES = (nn.Conv2d, nn.Linear)
+SEARCHABLE_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)  # a Conv1d computes as a Conv2d of height 1
 # layers with weights (or attention) that have no low-precision lowering: reported, never searched
-FLOAT_TYPES = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
+FLOAT_TYPES = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
                nn.LayerNorm, nn.MultiheadAttention)
 
 
 def searchable_layers(model: nn.Module) -> list[str]:
-    """Every Conv2d / Linear, by qualified name, in definition order."""
+    """Every Conv2d / Conv1d / Linear, by qualified name, in definition order."""
     return [name for name, m in model.named_modules() if isinstance(m, SEARCHABLE_TYPES)]
 
 
@@ -33,7 +33,7 @@ def run_with_hooks(model: nn.Module, example_input: torch.Tensor, hooks: dict[st
 def float_layers(model: nn.Module, example_input: torch.Tensor) -> dict[str, str]:
     """Layers that stay float32 whatever the plan, each with the reason (the result's `compute` says it).
 
-    A Conv2d / Linear is searchable only when its own forward runs (a parent that reads its `.weight`
+    A Conv2d / Conv1d / Linear is searchable only when its own forward runs (a parent that reads its `.weight`
     directly, as PyTorch's attention does with `out_proj`, would bypass a quantized replacement) and its
     options are ones QuantizedLayer reproduces; other weighted layers and attention have no integer lowering.
     """
@@ -52,7 +52,7 @@ def float_layers(model: nn.Module, example_input: torch.Tensor) -> dict[str, str
             out[name] = "float32 (inside an nn.TransformerEncoderLayer whose fused eval path reads the weight)"
         elif isinstance(m, SEARCHABLE_TYPES) and name not in called:
             out[name] = "float32 (not run as a module: its parent reads the weight directly)"
-        elif isinstance(m, nn.Conv2d) and (isinstance(m.padding, str) or m.padding_mode != "zeros"):
+        elif isinstance(m, (nn.Conv2d, nn.Conv1d)) and (isinstance(m.padding, str) or m.padding_mode != "zeros"):
             out[name] = f"float32 (padding={m.padding!r}, padding_mode={m.padding_mode!r}: no integer lowering)"
         elif isinstance(m, Attention):
             out[name] = "float32 (attention scores, softmax, context: activation x activation)"

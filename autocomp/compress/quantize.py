@@ -55,7 +55,7 @@ def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
 
 
 class QuantizedLayer(nn.Module):
-    """A Conv2d or Linear with its weight stored quantized.
+    """A Conv2d, Conv1d or Linear with its weight stored quantized.
 
     With integer weights (2/4/8 bits) and 8-bit activations it computes in integers
     (`autocomp::qconv2d` / `autocomp::qlinear`: int8 x int8 -> int32, see qops.py). With integer
@@ -71,8 +71,11 @@ class QuantizedLayer(nn.Module):
         super().__init__()
         self.layer_name, self.w_bits, self.a_bits = name, w_bits, a_bits
         self.half = a_bits == 16 and fp16_compute
-        self.is_conv = isinstance(layer, nn.Conv2d)
-        if self.is_conv:
+        self.is_conv = isinstance(layer, (nn.Conv2d, nn.Conv1d))
+        self.one_d = isinstance(layer, nn.Conv1d)  # computed as a conv2d of height 1 (input N, C, 1, W)
+        if self.one_d:
+            self.conv_args = ([1, layer.stride[0]], [0, layer.padding[0]], [1, layer.dilation[0]], layer.groups)
+        elif self.is_conv:
             self.conv_args = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
         w = layer.weight.detach().float()
         self.weight_shape = tuple(w.shape)
@@ -99,30 +102,39 @@ class QuantizedLayer(nn.Module):
             self.bias = nn.Parameter(bias_q, requires_grad=False)
 
     def integer_weight(self) -> torch.Tensor:
-        """The int8 weight tensor (unpacked from 2/4-bit storage inside the graph)."""
+        """The int8 weight tensor (unpacked from 2/4-bit storage inside the graph), 4-D for a Conv1d."""
         if self.w_bits == 8:
-            return self.weight
+            return self.weight.unsqueeze(2) if self.one_d else self.weight
         numel = 1
         for d in self.weight_shape:
             numel *= d
-        return unpack_bits(self.weight, self.w_bits, numel).to(torch.int8).reshape(self.weight_shape)
+        return unpack_bits(self.weight, self.w_bits, numel).to(torch.int8).reshape(self.compute_shape())
+
+    def compute_shape(self) -> tuple[int, ...]:
+        """The weight's shape in the layer's arithmetic: a Conv1d's (O, I, K) as (O, I, 1, K)."""
+        o, i, k = self.weight_shape if self.one_d else (0, 0, 0)
+        return (o, i, 1, k) if self.one_d else self.weight_shape
 
     def dequantized_weight(self) -> torch.Tensor:
-        if self.w_bits == 32:
-            return self.weight
-        if self.w_bits == 16:
-            return self.weight.to(torch.float32)
-        shape = (-1, *([1] * (len(self.weight_shape) - 1)))
+        if self.w_bits in (16, 32):
+            w = self.weight.to(torch.float32)
+            return w.unsqueeze(2) if self.one_d else w
+        shape = (-1, 1, 1, 1) if self.is_conv else (-1, 1)
         return self.integer_weight().to(torch.float32) * self.weight_scale.reshape(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.one_d:  # the build keeps chains of these 4-D (build/passes/conv1d.py)
+            return self.forward_2d(x.unsqueeze(2)).squeeze(2)
+        return self.forward_2d(x)
+
+    def forward_2d(self, x: torch.Tensor) -> torch.Tensor:
         if self.integer:
             if self.is_conv:
                 return qops.qconv2d(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale,
                                    self.a_signed, *self.conv_args)
             return qops.qlinear(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale, self.a_signed)
         if self.half:
-            w = self.weight if self.w_bits == 16 else self.dequantized_weight()
+            w = (self.weight.unsqueeze(2) if self.one_d else self.weight) if self.w_bits == 16 else self.dequantized_weight()
             if self.is_conv:
                 return qops.hconv2d(x, w, self.bias, *self.conv_args)
             return qops.hlinear(x, w, self.bias)
@@ -184,7 +196,7 @@ def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor,
     todo = [lp for lp in plan.layers if (lp.w_bits, lp.a_bits) != (32, 32)]
     for lp in todo:
         if lp.name not in modules or not isinstance(modules[lp.name], SEARCHABLE_TYPES):
-            raise ValueError(f"plan names layer {lp.name!r}, which is not a Conv2d/Linear of this model")
+            raise ValueError(f"plan names layer {lp.name!r}, which is not a Conv2d/Conv1d/Linear of this model")
     need_ranges = [lp.name for lp in todo if lp.a_bits == 8]
     ranges = calibrate_input_ranges(model, need_ranges, calib_data) if need_ranges else {}
     for lp in todo:

@@ -21,7 +21,7 @@ def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple
     """Per conv / linear (plain or quantized): multiply-accumulates, and its arithmetic (int8 | fp16 | fp32)."""
     from autocomp.compress.quantize import QuantizedLayer
 
-    from autocomp.compress.layers import run_with_hooks
+    from autocomp.compress.layers import SEARCHABLE_TYPES, run_with_hooks
 
     found: dict[str, tuple[int, str]] = {}
 
@@ -38,7 +38,7 @@ def layer_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple
         return record
 
     run_with_hooks(model, example_input, {
-        name: hook(name) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, QuantizedLayer))
+        name: hook(name) for name, m in model.named_modules() if isinstance(m, (*SEARCHABLE_TYPES, QuantizedLayer))
     })
     return found
 

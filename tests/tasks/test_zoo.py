@@ -50,10 +50,20 @@ def test_mobilenet_v3_mixed_pruned_plan_keeps_se_and_depthwise_coupled(host):
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
 
 
-@pytest.mark.parametrize("plan", ["fp32", "w8a8"])
-def test_keyword_spotter_conv1d_compiles_and_agrees(host, plan):
+@pytest.mark.parametrize("plan", ["fp32", "w8a8", "mixed"])
+def test_keyword_spotter_conv1d_layers_take_bits_and_pruning_and_agree(host, plan):
+    """Conv1d layers are searched like Conv2d ones (computed as conv2d of height 1, build/passes/conv1d.py)."""
     task = zoo_task("kws_conv1d", evals=2)
     ctx = prepare(task, host)
-    bits = 32 if plan == "fp32" else 8
-    model = ctx.compress(CompressionPlan.uniform(ctx.layers, bits, bits))
+    conv1d = [n for n, m in ctx.model.named_modules() if isinstance(m, torch.nn.Conv1d)]
+    assert set(conv1d) <= set(ctx.layers) and set(ctx.prunable) & set(conv1d)
+    if plan == "mixed":  # w4a8 / fp32 alternating, a quarter of every prunable Conv1d's channels removed
+        plan_ = CompressionPlan(tuple(LayerPlan(n, 4 if i % 2 else 32, 8 if i % 2 else 32,
+                                                0.25 if n in ctx.prunable else 0.0) for i, n in enumerate(ctx.layers)))
+    else:
+        bits = 32 if plan == "fp32" else 8
+        plan_ = CompressionPlan.uniform(ctx.layers, bits, bits)
+    model = ctx.compress(plan_)
+    if plan == "w8a8":
+        assert all(model.get_submodule(n).describe().compute.endswith("-> int32") for n in conv1d)
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
