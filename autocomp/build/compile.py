@@ -95,10 +95,11 @@ def fuse(lowered: LoweredModel, profile: DeviceProfile) -> tuple[Any, tuple[np.n
     folded): the kernels `build` schedules, by the names they keep in the library."""
     from autocomp.build.passes import precompute, winograd
     from autocomp.build.passes.conv1d import conv1d_as_conv2d
+    from autocomp.build.passes.fast_math import fast_math
     from autocomp.build.passes.layout import channels_last
 
     target = profile.tvm_target()
-    mod = channels_last(conv1d_as_conv2d(lowered.mod))
+    mod = fast_math(channels_last(conv1d_as_conv2d(lowered.mod)))
     fused = legalize(winograd.rewrite(mod, target, profile.winograd), target)
     fused, params, _ = precompute.fold(fused, lowered.params)
     return fused, params

@@ -11,7 +11,8 @@ order is the order of preference:
 3. dense convs, with a tile from the tuning database when there is one (dense.py, tuning.py);
 4. depthwise convs (depthwise.py);
 5. other conv2d kernels (grouped) are left to TVM's default, and the report says why;
-6. matmuls, then elementwise chains and other reductions (generic.py).
+6. matmuls, row-wise normalisations (softmax, LayerNorm), then elementwise chains and other
+   reductions (generic.py).
 
 A conv rule that raises leaves the kernel on TVM's default schedule, with the error in the report:
 a failed schedule never takes the search down. The generic rules are tried on any kernel, so one
@@ -33,7 +34,7 @@ from autocomp.build.kernels.conv import ConvInfo, find_conv, find_depthwise
 from autocomp.build.kernels.dense import pick_tile, schedule_conv
 from autocomp.build.kernels.depthwise import schedule_depthwise
 from autocomp.build.kernels.dot import DotKind, dot_kind, schedule_conv_vnni
-from autocomp.build.kernels.generic import schedule_elementwise, schedule_matmul
+from autocomp.build.kernels.generic import schedule_elementwise, schedule_matmul, schedule_rows
 from autocomp.build.kernels.tuning import tune, workload_key
 from autocomp.build.passes.prepack import Packing, packable_weights, weight_param_index
 
@@ -141,6 +142,7 @@ RULES: tuple[Rule, ...] = (
     Rule("other conv2d", lambda k: "conv2d" in k.name or None,
          lambda k, _: Scheduled(None, "default schedule (grouped conv2d: no template)")),
     Rule("matmul", lambda k: True, _template(schedule_matmul, "matmul template"), errors_fall_through=True),
+    Rule("rows", lambda k: True, _template(schedule_rows, "row template"), errors_fall_through=True),
     Rule("elementwise", lambda k: True, _template(schedule_elementwise, "elementwise template"),
          errors_fall_through=True),
 )
