@@ -72,15 +72,61 @@ def relax_qconv2d(node: Any, importer: Any, signed_dot: bool = False, unsigned_d
     return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1, 1, 1])
 
 
-def relax_qlinear(node: Any, importer: Any) -> Any:
+def relax_qlinear(node: Any, importer: Any, signed_dot: bool = False, unsigned_dot: bool = False) -> Any:
+    """Integer linear layer. With rows (a transformer's tokens) on a target with an int8 dot product it is
+    a 1x1 NHWC conv over the rows (_relax_qlinear_as_conv), so the dot-product conv template runs it."""
     from tvm import relax
 
     x, wq, w_scale, bias_q, a_scale, signed = importer.retrieve_args(node)
     bb = importer.block_builder
+    dims = [int(d) for d in x.ty.shape]
+    rows = 1
+    for d in dims[:-1]:
+        rows *= d
+    n, k = int(wq.ty.shape[0]), int(wq.ty.shape[1])
+    if rows >= TOKEN_ROWS and k % 4 == 0 and ((unsigned_dot and n % 16 == 0) or (signed_dot and n % 4 == 0)):
+        return _relax_qlinear_as_conv(bb, x, wq, w_scale, bias_q, a_scale, signed, rows, signed_dot)
     xq = _relax_quantize(bb, x, a_scale, signed)
     wt = bb.emit(relax.op.permute_dims(wq))
     acc = bb.emit(relax.op.matmul(xq, wt, out_dtype="int32"))
     return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1])
+
+
+TOKEN_ROWS = 8  # fewer rows (a classifier at batch 1) keep the matmul: a conv tile would be mostly empty
+ROW_TILE = 8  # rows are padded to a multiple of this when they have no divisor in 4..8 (ViT's 197 tokens)
+
+
+def _relax_qlinear_as_conv(bb: Any, x: Any, wq: Any, w_scale: Any, bias_q: Any, a_scale: float, signed: bool,
+                           rows: int, signed_dot: bool) -> Any:
+    """x [..., K] as a 1 x rows NHWC image of K channels, the weight [N, K] as N 1x1 OHWI filters; the same
+    integers as relax_qlinear (the data shift of relax_qconv2d, undone exactly), rescaled in 4-D so the
+    epilogue fuses into the conv, then reshaped back. The conv templates tile pixels by divisors of
+    the width: a prime row count (197) would give one-pixel tiles, so such rows are padded (zeros) to
+    a multiple of ROW_TILE and sliced off after the rescale."""
+    from tvm import relax
+
+    n, k = int(wq.ty.shape[0]), int(wq.ty.shape[1])
+    out_shape = [int(d) for d in x.ty.shape][:-1] + [n]
+    xq = _relax_quantize(bb, x, a_scale, signed)
+    shift = -128 if signed_dot and not signed else (128 if not signed_dot and signed else 0)
+    if shift:
+        xi = bb.emit(relax.op.astype(xq, "int16"))
+        xq = bb.emit(relax.op.astype(bb.emit(relax.op.add(xi, relax.const(shift, "int16"))),
+                                     "uint8" if shift > 0 else "int8"))
+    x4 = bb.emit(relax.op.reshape(xq, [1, 1, rows, k]))
+    padded = rows if any(rows % d == 0 for d in range(4, ROW_TILE + 1)) else -(-rows // ROW_TILE) * ROW_TILE
+    if padded != rows:  # pad rows hold the shifted zero, like a conv's border (never read back)
+        x4 = bb.emit(relax.op.nn.pad(x4, [0, 0, 0, 0, 0, padded - rows, 0, 0], pad_value=float(shift)))
+    w4 = bb.emit(relax.op.reshape(wq, [n, 1, 1, k]))
+    acc = bb.emit(relax.op.nn.conv2d(x4, w4, data_layout="NHWC", kernel_layout="OHWI", out_dtype="int32"))
+    if shift:
+        wsum = bb.emit(relax.op.sum(bb.emit(relax.op.astype(wq, "int32")), axis=[1]))
+        corr = bb.emit(relax.op.multiply(wsum, relax.const(-shift, "int32")))
+        acc = bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, [1, 1, 1, -1]))))
+    y = _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, 1, 1, -1])
+    if padded != rows:
+        y = bb.emit(relax.op.strided_slice(y, axes=[2], begin=[0], end=[rows]))
+    return bb.emit(relax.op.reshape(y, out_shape))
 
 
 def _relax_half(bb: Any, x: Any) -> Any:
@@ -125,4 +171,5 @@ def relax_converters(signed_dot: bool = False, unsigned_dot: bool = False) -> di
     import functools
 
     return {"qconv2d.default": functools.partial(relax_qconv2d, signed_dot=signed_dot, unsigned_dot=unsigned_dot),
-            "qlinear.default": relax_qlinear, "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}
+            "qlinear.default": functools.partial(relax_qlinear, signed_dot=signed_dot, unsigned_dot=unsigned_dot),
+            "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}

@@ -213,3 +213,41 @@ def test_rpi5_int8_convs_use_sdot(digits_task, digits_ctx, tmp_path):
     path = export_library(built, rpi5, tmp_path)
     asm = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(path)], capture_output=True, text=True).stdout
     assert sum("\tsdot\t" in ln for ln in asm.splitlines()) > 10
+
+
+class Tokens(nn.Module):
+    """Token-wise linear layers as in a transformer: signed input (after a LayerNorm-like shift), then ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(32, 48)
+        self.b = nn.Linear(48, 32)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("tokens", [13, 28])
+def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tokens):
+    """With a dot product, an integer Linear over >= 8 rows is a 1x1 NHWC conv over the rows (13 rows: padded
+    to 16 and sliced back); signed input shifted for VNNI, unsigned for SDOT. Every variant computes the
+    integers the plain matmul does, and on a VNNI host the convs get the VNNI template."""
+    from autocomp.compress.quantize import quantize
+    from autocomp.device.features import has_vnni
+
+    torch.manual_seed(0)
+    plan = CompressionPlan((LayerPlan("a", 8, 8), LayerPlan("b", 8, 8)))
+    model = quantize(Tokens().eval(), plan, torch.randn(8, tokens, 32))
+    x = torch.randn(1, tokens, 32)
+    want = LocalSession(build(lower(model, x), host)).run(x.numpy())
+    with torch.no_grad():
+        assert np.array_equal(want, model(x).numpy())  # the matmul path equals the simulation
+    for dot in ({"unsigned_dot": True}, {"signed_dot": True}):
+        lowered = lower(model, x, **dot)
+        text = lowered.mod.script()
+        assert text.count("R.nn.conv2d") == 2 and "R.matmul" not in text
+        assert ("R.nn.pad" in text) == (tokens == 13) and ("R.strided_slice" in text) == (tokens == 13)
+        built = build(lowered, host)
+        assert np.array_equal(LocalSession(built).run(x.numpy()), want), dot
+        if "unsigned_dot" in dot and has_vnni(host.tvm_target()):
+            assert list(built.kernels.values()).count("scheduled (VNNI dot product)") == 2, built.kernels
