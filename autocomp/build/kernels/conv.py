@@ -29,6 +29,7 @@ class ConvInfo:
     data_read: int  # index of the (padded) data in block.reads
     weight_read: int  # index of the weight in block.reads
     layout: str = "NCHW"  # or "NHWC" (weights OHWI): layout.py makes every CPU conv channels-last
+    group_out: int = 0  # grouped conv: output channels per group (0: dense); `c` is then the input channels per group
 
     @property
     def nhwc(self) -> bool:
@@ -87,8 +88,9 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
 
     Recognised structurally: 7 iter vars ``SSSSRRR``, a 4-d write, two 4-d reads of which one (the
     weight) is indexed exactly by ``[f, rc, ry, rx]`` (NCHW: iter vars n, f, y, x, rc, ry, rx) or
-    ``[f, ry, rx, rc]`` (NHWC / OHWI: iter vars n, y, x, f, ry, rx, rc). Grouped / depthwise convs
-    (different shapes and index patterns) are not matched and are left unscheduled.
+    ``[f, ry, rx, rc]`` (NHWC / OHWI: iter vars n, y, x, f, ry, rx, rc). A grouped conv (RegNet, ResNeXt)
+    is the same block with the data's channel read at ``f // (O/G) * (C/G) + rc``: matched with
+    `group_out` = O/G when C/G >= MIN_GROUP_CHANNELS (depthwise convs, C/G = 1, have their own template).
     """
     found = None
     for blk, ivs, dims in conv_blocks(sch):
@@ -105,13 +107,31 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
                 if all(a.same_as(b) for a, b in zip(idx, weight_idx)):
                     wr = i
                 elif idx[0].same_as(canon[0]) and idx[layout.data_channel].same_as(canon[4]):
-                    dr = i
+                    dr, group_out = i, 0
+                elif idx[0].same_as(canon[0]):
+                    group_out = _group_out(idx[layout.data_channel], canon[1], canon[4])
+                    dr = i if group_out else dr
             if wr is None or dr is None:
                 continue
             n, o, h, w, c, kh, kw = [dims[i] for i in layout.loops]
-            found = ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr, name)
+            if group_out and c < MIN_GROUP_CHANNELS:
+                continue
+            found = ConvInfo(blk.name_hint, n, o, h, w, c, kh, kw, str(out.dtype), dr, wr, name, group_out)
             break
     return found
+
+
+MIN_GROUP_CHANNELS = 4  # input channels per group for the dense template to take a grouped conv
+
+
+def _group_out(index, f, rc) -> int:  # type: ignore[no-untyped-def]
+    """O/G when `index` is TOPI's grouped-conv channel ``f // (O/G) * (C/G) + rc``, else 0."""
+    if not (isinstance(index, tirx.Add) and index.b.same_as(rc) and isinstance(index.a, tirx.Mul)):
+        return 0
+    div = index.a.a
+    if not (isinstance(div, tirx.FloorDiv) and div.a.same_as(f)):
+        return 0
+    return const(div.b) or 0
 
 
 def conv_blocks(sch: s_tir.Schedule):  # type: ignore[no-untyped-def]

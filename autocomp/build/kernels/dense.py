@@ -49,7 +49,7 @@ from autocomp.device.features import num_vector_regs, vector_bits
 def simd_lanes(info: ConvInfo, target) -> int:
     """Accumulator lanes of one SIMD register, halved until they divide the output channels."""
     lanes = vector_bits(target) // tvm.DataType(info.acc_dtype).bits
-    while lanes > 1 and info.o % lanes:
+    while lanes > 1 and (info.o % lanes or (info.group_out and info.group_out % lanes)):
         lanes //= 2
     return lanes
 
@@ -73,7 +73,7 @@ def pick_tile(info: ConvInfo, target) -> tuple[int, int, int]:
     best = None
     for nvec in (1, 2, 3, 4):
         vf = lanes * nvec
-        if info.o % vf:
+        if info.o % vf or (info.group_out and info.group_out % vf):  # a tile's channels within one group
             continue
         pix_budget = max(budget, 24 - nvec) // nvec if wide else budget // nvec
         tx = divisor_at_most(info.w, pix_budget)

@@ -8,9 +8,11 @@ order is the order of preference:
 
 1. Winograd kernels (made by passes/winograd.py) get their own schedule;
 2. convs the target's int8 dot product can run (VNNI, SDOT, vpmaddwd: dot.py);
-3. dense convs, with a tile from the tuning database when there is one (dense.py, tuning.py);
+3. dense convs, grouped ones included (a tile's channels within one group), with a tile from the
+   tuning database when there is one (dense.py, tuning.py);
 4. depthwise convs (depthwise.py);
-5. other conv2d kernels (grouped) are left to TVM's default, and the report says why;
+5. other conv2d kernels (grouped with fewer than 4 input channels per group; grouped int8 has no
+   dot-product variant and takes the dense template) are left to TVM's default, and the report says why;
 6. matmuls, row-wise normalisations (softmax, LayerNorm), then elementwise chains and other
    reductions (generic.py).
 
@@ -136,7 +138,7 @@ def _template(template: Callable[[tirx.PrimFunc, Any], tirx.PrimFunc | None], ho
 
 RULES: tuple[Rule, ...] = (
     Rule("winograd", lambda k: winograd.describe(k.func), _winograd),
-    Rule("dot product", lambda k: k.conv if k.dot else None, _dot),
+    Rule("dot product", lambda k: k.conv if k.dot and k.conv is not None and not k.conv.group_out else None, _dot),
     Rule("dense conv", lambda k: k.conv, _dense),
     Rule("depthwise conv", lambda k: find_depthwise(s_tir.Schedule(k.func)), _depthwise),
     Rule("other conv2d", lambda k: "conv2d" in k.name or None,

@@ -54,3 +54,39 @@ def test_multi_register_tiles_vectorize_one_register_at_a_time():
     lib["main"](*out)
     ref_lib["main"](*ref_out)
     assert np.allclose(out[-1].numpy(), ref_out[-1].numpy(), rtol=1e-5, atol=1e-5)
+
+
+class Grouped(nn.Module):
+    """RegNet's grouped convs (group width 16, strided and not) and a depthwise conv, which keeps its own template."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(32, 64, 3, stride=2, padding=1, groups=2)
+        self.b = nn.Conv2d(64, 64, 3, padding=1, groups=4)
+        self.dw = nn.Conv2d(64, 64, 3, padding=1, groups=64)
+
+    def forward(self, x):
+        return self.dw(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_grouped_convs_take_the_dense_template_and_agree(host, int8):
+    from autocomp.build.compile import build
+    from autocomp.compress.quantize import quantize
+    from autocomp.measure.local import LocalSession
+    from autocomp.plan import CompressionPlan
+    from helpers import unscheduled_outputs
+
+    torch.manual_seed(0)
+    model, x = Grouped().eval(), torch.randn(1, 32, 18, 18)
+    if int8:
+        model = quantize(model, CompressionPlan.uniform(["a", "b", "dw"], 8, 8), torch.randn(8, 32, 18, 18))
+    lowered = lower(model, x)
+    built = build(lowered, host)
+    convs = {k: v for k, v in built.kernels.items() if "conv2d" in k}
+    assert sorted(convs.values()) == ["scheduled (default tile)"] * 2 + ["scheduled (depthwise template)"], convs
+    got, want = LocalSession(built).run(x.numpy()), unscheduled_outputs(lowered, x.numpy())
+    if int8:
+        assert np.array_equal(got, want)
+    else:
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-5)
