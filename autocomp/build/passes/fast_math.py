@@ -1,4 +1,4 @@
-"""Softmax, GELU, exp, erf and tanh through TVM's vectorizable approximations on CPU targets.
+"""Softmax, GELU, SiLU, sigmoid, exp, erf and tanh through TVM's vectorizable approximations on CPU targets.
 
 Why: TVM lowers `exp`, `erf` and `tanh` to libm calls, one scalar call per element, so LLVM cannot
 vectorize the loops around them. On DeiT-tiny that made attention's softmax and the MLP's GELU the two
@@ -19,11 +19,17 @@ from autocomp.build.passes.relax_main import mutate_functions
 
 
 def fast_math(mod: Any) -> Any:
-    """`mod` with softmax, gelu, exp, erf and tanh of float32 tensors computed by TVM's fast kernels."""
+    """`mod` with softmax, gelu, silu, sigmoid, exp, erf and tanh of float32 tensors computed by TVM's fast kernels."""
     from tvm import relax, topi
 
     def gelu(x: Any) -> Any:
         return x * (0.5 + 0.5 * topi.fast_erf(x * (1.0 / math.sqrt(2.0))))
+
+    def sigmoid(x: Any) -> Any:
+        return 1.0 / (1.0 + topi.fast_exp(-x))
+
+    def silu(x: Any) -> Any:
+        return x * sigmoid(x)
 
     @relax.expr_functor.mutator
     class _Rewrite(relax.PyExprMutator):
@@ -37,6 +43,8 @@ def fast_math(mod: Any) -> Any:
                 return self.builder_.call_te(topi.nn.fast_softmax, x, int(call.attrs.axis))
             if name == "relax.nn.gelu":
                 return self.builder_.call_te(gelu, x)
+            if name in ("relax.sigmoid", "relax.nn.silu"):  # EfficientNet's SiLU and squeeze-excitation gates
+                return self.builder_.call_te(sigmoid if name == "relax.sigmoid" else silu, x)
             if name in ("relax.exp", "relax.erf", "relax.tanh"):
                 return self.builder_.call_te(getattr(topi, f"fast_{name.split('.')[-1]}"), x)
             return call
