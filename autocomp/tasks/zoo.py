@@ -1,5 +1,5 @@
-"""The models users bring, as tasks with random data: torchvision's CNN zoo, a DeiT-tiny-shaped ViT and a
-Conv1d keyword-spotting net. For compile / agreement tests and scripts/bench_zoo.py: latency and
+"""The models users bring, as tasks with random data: torchvision's CNN zoo, a DeiT-tiny-shaped ViT, a
+Conv1d keyword-spotting net and a BERT-tiny-shaped `nn.TransformerEncoder`. For compile / agreement tests and scripts/bench_zoo.py: latency and
 "compiled equals simulated", never accuracy (the weights are random init, nothing comes from a hub).
 
 torchvision 0.28.0 is the release that pairs with torch 2.13, but PyPI's wheel links its C++ ops
@@ -81,6 +81,22 @@ class _Block1d(nn.Module):
         return torch.relu(self.body(x) + self.short(x))
 
 
+class TinyEncoder(nn.Module):
+    """BERT-tiny's encoder shape (2 layers, d=128, 2 heads, GELU MLP of 512) over 128 tokens, built from
+    PyTorch's own `nn.TransformerEncoderLayer` as users write it; the input is the token embeddings (the
+    lookup table stays outside the compiled model), mean-pooled into a 2-way head."""
+
+    def __init__(self, d: int = 128, heads: int = 2, layers: int = 2, classes: int = 2) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, dropout=0.0, activation="gelu",
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x).mean(dim=1))
+
+
 @dataclass(frozen=True)
 class ZooModel:
     """One model of the zoo: how to build it and its input (channels, spatial size) at full size."""
@@ -112,6 +128,7 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
     ZooModel("regnet_x_400mf", _tv("regnet_x_400mf"), (3, 224, 224)),
     ZooModel("deit_tiny", _deit_tiny, (3, 224, 224), resizable=False),
     ZooModel("kws_conv1d", KeywordSpotter, (40, 98), resizable=False),
+    ZooModel("bert_tiny_encoder", TinyEncoder, (128, 128), resizable=False),
 )}
 
 
