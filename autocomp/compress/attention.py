@@ -38,6 +38,36 @@ class Attention(nn.Module):
                 self.in_proj.bias.copy_(mha.in_proj_bias)
         self.out_proj = mha.out_proj
 
+    def prune_heads(self, ratio: float) -> int:
+        """Remove floor(ratio x heads) whole heads (at least one kept), the least important first, by the L2
+        norm of their q / k / v rows of `in_proj` and their columns of `out_proj`; returns how many.
+
+        Why here and not in Torch-Pruning: its graph sees `in_proj`'s outputs through reshapes into heads
+        and cannot couple them (prune.py keeps `in_proj` out of it); a head is exactly a slice of those
+        rows and columns, so removing one is exact for the heads that remain."""
+        heads = self.num_heads
+        drop = min(int(ratio * heads + 1e-9), heads - 1)
+        if drop <= 0:
+            return 0
+        e = self.in_proj.out_features // 3
+        head_dim = e // heads
+        w = self.in_proj.weight.detach().reshape(3, heads, head_dim, -1)
+        score = w.pow(2).sum(dim=(0, 2, 3)) + self.out_proj.weight.detach().reshape(-1, heads, head_dim).pow(2).sum(dim=(0, 2))
+        keep = sorted(score.argsort(descending=True)[: heads - drop].tolist())
+        rows = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in keep])
+        qkv_rows = torch.cat([rows + i * e for i in range(3)])
+        in_proj = nn.Linear(self.in_proj.in_features, len(qkv_rows), bias=self.in_proj.bias is not None)
+        out_proj = nn.Linear(len(rows), self.out_proj.out_features, bias=self.out_proj.bias is not None)
+        with torch.no_grad():
+            in_proj.weight.copy_(self.in_proj.weight[qkv_rows])
+            out_proj.weight.copy_(self.out_proj.weight[:, rows])
+            if in_proj.bias is not None:
+                in_proj.bias.copy_(self.in_proj.bias[qkv_rows])
+            if out_proj.bias is not None:
+                out_proj.bias.copy_(self.out_proj.bias)
+        self.in_proj, self.out_proj, self.num_heads = in_proj, out_proj, heads - drop
+        return drop
+
     def _project(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> list[torch.Tensor]:
         """q, k, v. Self-attention runs the packed projection once; otherwise each input is projected
         by the whole of it and keeps its own third (3x the work, but one quantized layer serves all)."""

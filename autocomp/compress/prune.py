@@ -3,8 +3,9 @@
 The dependency graph decides which layers lose channels together (a BatchNorm follows its conv, the next
 conv loses the matching input channels, coupled residual branches share a ratio); we never walk the
 graph ourselves. The packed q/k/v projection of an unfused attention module (compress/attention.py) is
-never a pruning root: the graph couples its outputs through the heads to `out_proj` and cannot score
-them (Torch-Pruning's head pruning wants PyTorch's own nn.MultiheadAttention). Channel counts are rounded
+never a root of Torch-Pruning's graph: the graph couples its outputs through the heads to `out_proj` and
+cannot score them (Torch-Pruning's head pruning wants PyTorch's own nn.MultiheadAttention). Instead its
+prune ratio removes whole heads (`Attention.prune_heads`), before the graph prunes the rest. Channel counts are rounded
 to multiples of ROUND_TO so pruned shapes stay friendly to SIMD lanes and so that distinct candidates
 share workloads.
 """
@@ -55,8 +56,16 @@ def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: It
         root = group[0].dep.target.module
         if root in names and isinstance(root, SEARCHABLE_TYPES) and names[root] not in roots:
             roots.append(names[root])
+    roots += _head_roots(model, protected)
     order = list(by_name)
     return sorted(roots, key=order.index)
+
+
+def _head_roots(model: nn.Module, protected: Iterable[str]) -> list[str]:
+    """The `in_proj` of every attention module with heads to spare: its prune ratio is a fraction of heads."""
+    skip = set(protected)
+    return [f"{n}.in_proj" for n, m in model.named_modules()
+            if isinstance(m, Attention) and m.num_heads >= 2 and f"{n}.in_proj" not in skip]
 
 
 def pruning_roots(model: nn.Module, example_input: torch.Tensor,
@@ -77,9 +86,13 @@ def _innermost(exc: BaseException) -> str:
 
 def prune(model: nn.Module, example_input: torch.Tensor, ratios: dict[str, float],
           protected: Iterable[str]) -> nn.Module:
-    """A pruned copy: each named layer loses `ratio` of its output channels (L2-magnitude order)."""
+    """A pruned copy: each named layer loses `ratio` of its output channels (L2-magnitude order); an
+    attention module's `in_proj` loses that fraction of its heads (rounded down, one head always kept)."""
     model = copy.deepcopy(model).eval()
     ratios = {n: r for n, r in ratios.items() if r > 0}
+    by_name = _modules_by_name(model)
+    for name in [n for n in ratios if n.endswith(".in_proj") and isinstance(by_name.get(n[:-8]), Attention)]:
+        by_name[name[:-8]].prune_heads(ratios.pop(name))  # whole heads, before the graph sees the model
     if not ratios:
         return model
     by_name = _modules_by_name(model)

@@ -72,3 +72,37 @@ def test_a_subclassed_encoder_layer_keeps_its_fused_path_and_its_linears_stay_fl
     only_float = float_layers(unfused, torch.randn(1, 5, 16))
     assert "fused eval path" in only_float["0.linear1"]
     assert [n for n in searchable_layers(unfused) if n not in only_float] == ["2"]
+
+
+def test_pruning_heads_removes_the_least_important_ones_exactly():
+    """Heads 1 and 3 carry no weight: pruning half the heads removes exactly them, and the output is unchanged."""
+    torch.manual_seed(0)
+    attn = Attention(nn.MultiheadAttention(16, 4, batch_first=True)).eval()
+    with torch.no_grad():
+        for h in (1, 3):
+            for part in range(3):  # q, k, v rows of head h
+                attn.in_proj.weight[part * 16 + h * 4: part * 16 + (h + 1) * 4] = 0
+                attn.in_proj.bias[part * 16 + h * 4: part * 16 + (h + 1) * 4] = 0
+            attn.out_proj.weight[:, h * 4:(h + 1) * 4] = 0
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        before = attn(x, x, x)[0]
+        assert attn.prune_heads(0.5) == 2
+        after = attn(x, x, x)[0]
+    assert attn.num_heads == 2 and attn.in_proj.weight.shape == (24, 16) and attn.out_proj.weight.shape == (16, 8)
+    assert torch.allclose(before, after, atol=1e-6)
+    assert attn.prune_heads(0.9) == 1 and attn.num_heads == 1  # floor, and one head is always kept
+
+
+def test_an_encoder_prunes_heads_and_mlp_units_in_one_plan():
+    from autocomp.compress.prune import prunable_layers, prune
+
+    model = unfuse_attention(tiny_encoder())
+    x = torch.randn(1, 1, 8, 8)
+    roots = prunable_layers(model, x, ["head"])
+    assert {"encoder.layers.0.self_attn.in_proj", "encoder.layers.1.self_attn.in_proj"} <= set(roots)
+    pruned = prune(model, x, {"encoder.layers.0.self_attn.in_proj": 0.5, "encoder.layers.0.linear1": 0.5}, ["head"])
+    layer = pruned.encoder.layers[0]
+    assert layer.self_attn.num_heads == 2 and layer.linear1.out_features == 32 and layer.linear2.in_features == 32
+    assert pruned.encoder.layers[1].self_attn.num_heads == 4 and model.encoder.layers[0].self_attn.num_heads == 4
+    assert pruned(x).shape == (1, 10)

@@ -52,3 +52,23 @@ def test_w8a8_keeps_accuracy_and_the_artifact_agrees(rows_ctx):
     assert len(linears) == 8 and all(compute[n] == "int8 x int8 -> int32" for n in linears), compute
     floats = [n for n in compute if n.endswith(("self_attn", "norm1", "norm2"))]
     assert len(floats) == 6 and all(compute[n].startswith("float32") for n in floats), compute
+
+
+def test_a_head_pruned_int8_plan_compiles_and_agrees(rows_ctx):
+    """Half the heads of every attention module removed (in_proj's prune ratio), w8a8: the artifact computes
+    what the simulation does."""
+    import numpy as np
+
+    from autocomp.plan import LayerPlan
+
+    heads = [n for n in rows_ctx.prunable if n.endswith("self_attn.in_proj")]
+    assert len(heads) == 2
+    plan = CompressionPlan(tuple(LayerPlan(n, 8, 8, 0.5 if n in heads else 0.0) for n in rows_ctx.layers))
+    compiled = rows_ctx.compile(plan)
+    assert all(layer.self_attn.num_heads == 2 for layer in compiled.model.encoder.layers)
+    x = rows_ctx.task.eval_inputs[:8]
+    session = LocalSession(compiled.built)
+    got = np.concatenate([session.run(x[i:i + 1].numpy()) for i in range(len(x))])
+    with torch.no_grad():
+        want = compiled.model(x).numpy()
+    assert np.abs(got - want).max() <= 0.02 * np.abs(want).max()
