@@ -116,7 +116,7 @@ def run(workdir, *args):
     (["search", "--task", "badtasks:nan_outputs"], "outputs on its example_input are not finite"),
     (["search", "--task", "badtasks:unexportable"], "torch.export cannot export the model at"),
     (["search", "--task", "badtasks:spectral"], "TVM's Relax importer has no conversion for the torch op '_fft_r2c' at"),
-    (["search", "--task", "badtasks:no_layers"], "nothing to search: task flat's model has no Conv2d or Linear layer (its layer types: Flatten, ReLU)"),
+    (["search", "--task", "badtasks:no_layers"], "nothing to search: task flat's model has no Conv2d, Conv1d or Linear layer (its layer types: Flatten, ReLU)"),
     (["search", "--task", "badtasks:wrong_shape"], "the model fails on its example_input of shape (1, 3, 8, 8)"),
     (["search", "--task", "badtasks:raises"], "raises() raised FileNotFoundError: /data/train.npz is missing"),
     (["search", "--task", "digits", "--device", "binary"], "binary.toml: is not a text file"),
