@@ -218,10 +218,10 @@ def test_rpi5_int8_convs_use_sdot(digits_task, digits_ctx, tmp_path):
 class Tokens(nn.Module):
     """Token-wise linear layers as in a transformer: signed input (after a LayerNorm-like shift), then ReLU."""
 
-    def __init__(self):
+    def __init__(self, d: int = 256, hidden: int = 320):
         super().__init__()
-        self.a = nn.Linear(32, 48)
-        self.b = nn.Linear(48, 32)
+        self.a = nn.Linear(d, hidden)
+        self.b = nn.Linear(hidden, d)
 
     def forward(self, x):
         return self.b(torch.relu(self.a(x)))
@@ -229,7 +229,7 @@ class Tokens(nn.Module):
 
 @pytest.mark.parametrize("tokens", [13, 28])
 def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tokens):
-    """With a dot product, an integer Linear over >= 8 rows is a 1x1 NHWC conv over the rows (13 rows: padded
+    """With a dot product, an integer Linear over >= 8 rows and >= 1 M MACs is a 1x1 NHWC conv over the rows (13 rows: padded
     to 16 and sliced back); signed input shifted for VNNI, unsigned for SDOT. Every variant computes the
     integers the plain matmul does, and on a VNNI host the convs get the VNNI template."""
     from autocomp.compress.quantize import quantize
@@ -237,8 +237,10 @@ def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tok
 
     torch.manual_seed(0)
     plan = CompressionPlan((LayerPlan("a", 8, 8), LayerPlan("b", 8, 8)))
-    model = quantize(Tokens().eval(), plan, torch.randn(8, tokens, 32))
-    x = torch.randn(1, tokens, 32)
+    model = quantize(Tokens().eval(), plan, torch.randn(8, tokens, 256))
+    x = torch.randn(1, tokens, 256)
+    small = quantize(Tokens(32, 48).eval(), plan, torch.randn(8, tokens, 32))  # under DOT_MIN_MACS: matmuls
+    assert "R.nn.conv2d" not in lower(small, torch.randn(1, tokens, 32), unsigned_dot=True).mod.script()
     want = LocalSession(build(lower(model, x), host)).run(x.numpy())
     with torch.no_grad():
         assert np.array_equal(want, model(x).numpy())  # the matmul path equals the simulation
