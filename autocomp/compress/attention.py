@@ -52,7 +52,8 @@ class Attention(nn.Module):
         e = self.in_proj.out_features // 3
         head_dim = e // heads
         w = self.in_proj.weight.detach().reshape(3, heads, head_dim, -1)
-        score = w.pow(2).sum(dim=(0, 2, 3)) + self.out_proj.weight.detach().reshape(-1, heads, head_dim).pow(2).sum(dim=(0, 2))
+        cols = self.out_proj.weight.detach().reshape(-1, heads, head_dim)
+        score = w.pow(2).sum(dim=(0, 2, 3)) + cols.pow(2).sum(dim=(0, 2))
         keep = sorted(score.argsort(descending=True)[: heads - drop].tolist())
         rows = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in keep])
         qkv_rows = torch.cat([rows + i * e for i in range(3)])

@@ -5,9 +5,9 @@ conv loses the matching input channels, coupled residual branches share a ratio)
 graph ourselves. The packed q/k/v projection of an unfused attention module (compress/attention.py) is
 never a root of Torch-Pruning's graph: the graph couples its outputs through the heads to `out_proj` and
 cannot score them (Torch-Pruning's head pruning wants PyTorch's own nn.MultiheadAttention). Instead its
-prune ratio removes whole heads (`Attention.prune_heads`), before the graph prunes the rest. Channel counts are rounded
-to multiples of ROUND_TO so pruned shapes stay friendly to SIMD lanes and so that distinct candidates
-share workloads.
+prune ratio removes whole heads (`Attention.prune_heads`), before the graph prunes the rest. Channel
+counts are rounded to multiples of ROUND_TO so pruned shapes stay friendly to SIMD lanes and so that
+distinct candidates share workloads.
 """
 
 from __future__ import annotations

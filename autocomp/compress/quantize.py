@@ -134,7 +134,10 @@ class QuantizedLayer(nn.Module):
                                    self.a_signed, *self.conv_args)
             return qops.qlinear(x, self.integer_weight(), self.weight_scale, self.bias, self.a_scale, self.a_signed)
         if self.half:
-            w = (self.weight.unsqueeze(2) if self.one_d else self.weight) if self.w_bits == 16 else self.dequantized_weight()
+            if self.w_bits == 16:
+                w = self.weight.unsqueeze(2) if self.one_d else self.weight
+            else:
+                w = self.dequantized_weight()
             if self.is_conv:
                 return qops.hconv2d(x, w, self.bias, *self.conv_args)
             return qops.hlinear(x, w, self.bias)

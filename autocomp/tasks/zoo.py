@@ -1,6 +1,7 @@
 """The models users bring, as tasks with random data: torchvision's CNN zoo, a DeiT-tiny-shaped ViT, a
-Conv1d keyword-spotting net and a BERT-tiny-shaped `nn.TransformerEncoder`. For compile / agreement tests and scripts/bench_zoo.py: latency and
-"compiled equals simulated", never accuracy (the weights are random init, nothing comes from a hub).
+Conv1d keyword-spotting net and a BERT-tiny-shaped `nn.TransformerEncoder`. For compile / agreement tests
+and scripts/bench_zoo.py: latency and "compiled equals simulated", never accuracy (the weights are random
+init, nothing comes from a hub).
 
 torchvision 0.28.0 is the release that pairs with torch 2.13, but PyPI's wheel links its C++ ops
 against CUDA builds of libtorch, so with the CPU torch the project pins, its ops library does not load,

@@ -229,9 +229,9 @@ class Tokens(nn.Module):
 
 @pytest.mark.parametrize("tokens", [13, 28])
 def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tokens):
-    """With a dot product, an integer Linear over >= 8 rows and >= 1 M MACs is a 1x1 NHWC conv over the rows (13 rows: padded
-    to 16 and sliced back); signed input shifted for VNNI, unsigned for SDOT. Every variant computes the
-    integers the plain matmul does, and on a VNNI host the convs get the VNNI template."""
+    """With a dot product, an integer Linear over >= 8 rows and >= 1 M MACs is a 1x1 NHWC conv over the rows
+    (13 rows: padded to 16 and sliced back); signed input shifted for VNNI, unsigned for SDOT. Every variant
+    computes the integers the plain matmul does, and on a VNNI host the convs get the VNNI template."""
     from autocomp.compress.quantize import quantize
     from autocomp.device.features import has_vnni
 

@@ -1,5 +1,5 @@
-"""Softmax, GELU, SiLU, sigmoid, exp, erf and tanh through TVM's vectorizable approximations: the rewrite happens, and the
-compiled results stay at float32 rounding level of PyTorch's exact functions."""
+"""Softmax, GELU, SiLU, sigmoid, exp, erf and tanh through TVM's vectorizable approximations: the rewrite
+happens, and the compiled results stay at float32 rounding level of PyTorch's exact functions."""
 
 import numpy as np
 import torch
