@@ -91,8 +91,8 @@ def prune(model: nn.Module, example_input: torch.Tensor, ratios: dict[str, float
     model = copy.deepcopy(model).eval()
     ratios = {n: r for n, r in ratios.items() if r > 0}
     by_name = _modules_by_name(model)
-    for name in [n for n in ratios if n.endswith(".in_proj") and isinstance(by_name.get(n[:-8]), Attention)]:
-        by_name[name[:-8]].prune_heads(ratios.pop(name))  # whole heads, before the graph sees the model
+    for name in [n for n in ratios if isinstance(by_name.get(n.removesuffix(".in_proj")), Attention)]:
+        by_name[name.removesuffix(".in_proj")].prune_heads(ratios.pop(name))  # before the graph sees the model
     if not ratios:
         return model
     by_name = _modules_by_name(model)

@@ -112,8 +112,10 @@ class QuantizedLayer(nn.Module):
 
     def compute_shape(self) -> tuple[int, ...]:
         """The weight's shape in the layer's arithmetic: a Conv1d's (O, I, K) as (O, I, 1, K)."""
-        o, i, k = self.weight_shape if self.one_d else (0, 0, 0)
-        return (o, i, 1, k) if self.one_d else self.weight_shape
+        if not self.one_d:
+            return self.weight_shape
+        o, i, k = self.weight_shape
+        return (o, i, 1, k)
 
     def dequantized_weight(self) -> torch.Tensor:
         if self.w_bits in (16, 32):

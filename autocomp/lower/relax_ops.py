@@ -4,6 +4,7 @@ integer conv / linear as int8 x int8 -> int32 with a float rescale, fp16 conv / 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from autocomp.compress.qops import QMAX, QMIN
@@ -53,10 +54,7 @@ def relax_qconv2d(node: Any, importer: Any, signed_dot: bool = False, unsigned_d
     elif vnni and signed:
         shift = 128
     extra = (-c) % 4 if vnni else 0
-    if shift:
-        xi = bb.emit(relax.op.astype(xq, "int16"))
-        xq = bb.emit(relax.op.astype(bb.emit(relax.op.add(xi, relax.const(shift, "int16"))),
-                                     "uint8" if shift > 0 else "int8"))
+    xq = _relax_shift(bb, xq, shift)
     if (shift or extra) and (any(padding) or extra):
         top, left = padding[0], padding[1 % len(padding)]
         bottom, right = (padding[2], padding[3]) if len(padding) == 4 else (top, left)
@@ -65,11 +63,30 @@ def relax_qconv2d(node: Any, importer: Any, signed_dot: bool = False, unsigned_d
     w_conv = bb.emit(relax.op.nn.pad(wq, [0, 0, 0, extra, 0, 0, 0, 0], pad_value=0.0)) if extra else wq
     acc = bb.emit(relax.op.nn.conv2d(xq, w_conv, strides=stride, padding=padding, dilation=dilation,
                                      groups=groups, out_dtype="int32"))
-    if shift:
-        wsum = bb.emit(relax.op.sum(bb.emit(relax.op.astype(wq, "int32")), axis=[1, 2, 3]))
-        corr = bb.emit(relax.op.multiply(wsum, relax.const(-shift, "int32")))
-        acc = bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, [1, -1, 1, 1]))))
+    acc = _relax_unshift(bb, acc, wq, shift, [1, 2, 3], [1, -1, 1, 1])
     return _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, -1, 1, 1])
+
+
+def _relax_shift(bb: Any, xq: Any, shift: int) -> Any:
+    """Quantized data moved by `shift` (+128: int8 -> uint8 for VNNI; -128: uint8 -> int8 for SDOT)."""
+    from tvm import relax
+
+    if not shift:
+        return xq
+    xi = bb.emit(relax.op.astype(xq, "int16"))
+    return bb.emit(relax.op.astype(bb.emit(relax.op.add(xi, relax.const(shift, "int16"))),
+                                   "uint8" if shift > 0 else "int8"))
+
+
+def _relax_unshift(bb: Any, acc: Any, wq: Any, shift: int, weight_axes: list[int], shape: list[int]) -> Any:
+    """The accumulator of shifted data, made exact again: sum((q + s) w) - s sum(w) == sum(q w)."""
+    from tvm import relax
+
+    if not shift:
+        return acc
+    wsum = bb.emit(relax.op.sum(bb.emit(relax.op.astype(wq, "int32")), axis=weight_axes))
+    corr = bb.emit(relax.op.multiply(wsum, relax.const(-shift, "int32")))
+    return bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, shape))))
 
 
 def relax_qlinear(node: Any, importer: Any, signed_dot: bool = False, unsigned_dot: bool = False) -> Any:
@@ -80,10 +97,7 @@ def relax_qlinear(node: Any, importer: Any, signed_dot: bool = False, unsigned_d
 
     x, wq, w_scale, bias_q, a_scale, signed = importer.retrieve_args(node)
     bb = importer.block_builder
-    dims = [int(d) for d in x.ty.shape]
-    rows = 1
-    for d in dims[:-1]:
-        rows *= d
+    rows = math.prod(int(d) for d in list(x.ty.shape)[:-1])  # a Relax shape does not slice
     n, k = int(wq.ty.shape[0]), int(wq.ty.shape[1])
     if rows >= TOKEN_ROWS and rows * k * n >= DOT_MIN_MACS and k % 4 == 0 \
             and ((unsigned_dot and n % 16 == 0) or (signed_dot and n % 4 == 0)):
@@ -115,20 +129,13 @@ def _relax_qlinear_as_conv(bb: Any, x: Any, wq: Any, w_scale: Any, bias_q: Any, 
     out_shape = [int(d) for d in x.ty.shape][:-1] + [n]
     xq = _relax_quantize(bb, x, a_scale, signed)
     shift = -128 if signed_dot and not signed else (128 if not signed_dot and signed else 0)
-    if shift:
-        xi = bb.emit(relax.op.astype(xq, "int16"))
-        xq = bb.emit(relax.op.astype(bb.emit(relax.op.add(xi, relax.const(shift, "int16"))),
-                                     "uint8" if shift > 0 else "int8"))
-    x4 = bb.emit(relax.op.reshape(xq, [1, 1, rows, k]))
+    x4 = bb.emit(relax.op.reshape(_relax_shift(bb, xq, shift), [1, 1, rows, k]))
     padded = rows if any(rows % d == 0 for d in range(4, ROW_TILE + 1)) else -(-rows // ROW_TILE) * ROW_TILE
     if padded != rows:  # pad rows hold the shifted zero, like a conv's border (never read back)
         x4 = bb.emit(relax.op.nn.pad(x4, [0, 0, 0, 0, 0, padded - rows, 0, 0], pad_value=float(shift)))
     w4 = bb.emit(relax.op.reshape(wq, [n, 1, 1, k]))
     acc = bb.emit(relax.op.nn.conv2d(x4, w4, data_layout="NHWC", kernel_layout="OHWI", out_dtype="int32"))
-    if shift:
-        wsum = bb.emit(relax.op.sum(bb.emit(relax.op.astype(wq, "int32")), axis=[1]))
-        corr = bb.emit(relax.op.multiply(wsum, relax.const(-shift, "int32")))
-        acc = bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, [1, 1, 1, -1]))))
+    acc = _relax_unshift(bb, acc, wq, shift, [1], [1, 1, 1, -1])
     y = _relax_rescale(bb, acc, a_scale, w_scale, bias_q, [1, 1, 1, -1])
     if padded != rows:
         y = bb.emit(relax.op.strided_slice(y, axes=[2], begin=[0], end=[rows]))

@@ -100,6 +100,7 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
             weight_idx = [canon[i] for i in layout.weight]
             wr = None
             dr = None
+            group_out = 0
             for i, r in enumerate(blk.reads):
                 idx = [rg.min for rg in r.region]
                 if r.source.same_as(out) or len(idx) != 4:
@@ -107,10 +108,9 @@ def find_conv(sch: s_tir.Schedule) -> ConvInfo | None:
                 if all(a.same_as(b) for a, b in zip(idx, weight_idx)):
                     wr = i
                 elif idx[0].same_as(canon[0]) and idx[layout.data_channel].same_as(canon[4]):
-                    dr, group_out = i, 0
-                elif idx[0].same_as(canon[0]):
-                    group_out = _group_out(idx[layout.data_channel], canon[1], canon[4])
-                    dr = i if group_out else dr
+                    dr = i
+                elif idx[0].same_as(canon[0]) and (g := _group_out(idx[layout.data_channel], canon[1], canon[4])):
+                    dr, group_out = i, g
             if wr is None or dr is None:
                 continue
             n, o, h, w, c, kh, kw = [dims[i] for i in layout.loops]

@@ -142,8 +142,8 @@ def schedule_gemm(sch: s_tir.Schedule, found: tuple[str, tuple[int, ...], int, i
         sch.vectorize(el[-1])
     epi_name = sch.get(epi).name_hint
     for blk in sch.get_child_blocks(root(sch)):  # pad_einsum's copies of A and B into the padded shapes
-        name = sch.get(blk).name_hint
-        if name.endswith("_pad") and name != epi_name:
+        stage = sch.get(blk).name_hint
+        if stage.endswith("_pad") and stage != epi_name:
             parallel_elementwise(sch, blk)
     return sch.mod["main"]
 
