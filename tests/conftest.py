@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import warnings
 
@@ -11,6 +13,7 @@ import pytest
 warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
 # tests must not read or grow the user's tuning database (subprocesses inherit this)
 os.environ["AUTOCOMP_TUNING_DIR"] = tempfile.mkdtemp(prefix="autocomp-test-tuning-")
+atexit.register(shutil.rmtree, os.environ["AUTOCOMP_TUNING_DIR"], ignore_errors=True)
 # TVM's thread pool starts once per process: start it as the CLI's timing does (one thread per core)
 from autocomp.device.hostcpu import physical_cores  # noqa: E402
 
