@@ -143,7 +143,8 @@ def _print_front(study, as_json: bool) -> None:
              f"max accuracy drop {settings.get('max_accuracy_drop')})")
     console.print(table.front_table(points, base, title))
     console.print(table.baseline_line(base), highlight=False)
-    console.print(table.timing_line(pareto.retimed(study), settings.get("reference")), highlight=False)
+    estimated = settings.get("measure") == "estimate"
+    console.print(table.timing_line(pareto.retimed(study), settings.get("reference"), estimated), highlight=False)
     if not points:
         console.print("no feasible trial yet: run more trials or relax --max-accuracy-drop")
 
@@ -282,7 +283,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ctx = prepare(load_task(args.task), profile, options, args.finetune_steps, args.tune_trials)
     plan = resolve_plan(args.plan, ctx)
     result, _model, _built = evaluate_plan(ctx, plan)
-    data = result.to_dict() | {"plan": plan.to_dict(), "task": ctx.task.name, "estimated": result.measured_on == "estimate"}
+    from autocomp.measure.base import is_estimate
+
+    data = result.to_dict() | {"plan": plan.to_dict(), "task": ctx.task.name, "estimated": is_estimate(result.measured_on)}
     if args.json:
         print(json.dumps(data, indent=2))
         return 0

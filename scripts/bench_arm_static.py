@@ -38,39 +38,17 @@ warnings.filterwarnings("ignore")
 from bench_latency import model_cases  # noqa: E402
 
 LABEL = "estimate (llvm-mca)"
-CORES = {"rpi4": ("cortex-a72", "cortex-a72", 1.5e9), "rpi5": ("neoverse-n1", "cortex-a76", 2.4e9)}
-# (llvm-mca -mcpu, the core it stands for, the Pi's clock in Hz: the profiles' descriptions)
+CORES = {"rpi4": "cortex-a72", "rpi5": "cortex-a76"}  # the core each Pi has (llvm-mca's model and the clock:
+# the profile's [mca] table, which --estimate uses too)
+
+
+def core_model(device: str) -> tuple[str, str, float]:
+    """(llvm-mca -mcpu, the core it stands for, clock in Hz)."""
+    from autocomp.device.profiles import load_profile
+
+    mca = load_profile(device).mca
+    return mca["cpu"], CORES[device], mca["clock_ghz"] * 1e9
 PEAKS = {"fp32": ["fp32 fmla .4s"], "int8": ["int8 sdot .4s", "int8 smlal .8h", "int8 mla .4s (int32 lanes)"]}
-
-
-def kernel_macs(lowered, profile) -> dict[str, tuple[float, int]]:  # type: ignore[no-untyped-def]
-    """Per fused kernel, by the name it keeps in the library: MACs per call (TVM's FLOP estimate / 2)
-    and how many times main calls it (identical layers share one kernel)."""
-    import re
-    from collections import Counter
-
-    from tvm import tirx as tir
-    from tvm.s_tir.analysis import estimate_tir_flops
-
-    from autocomp.build.compile import fuse
-
-    fused, _ = fuse(lowered, profile)
-    called = Counter(re.findall(r"R\.call_tir\((?:cls\.)?(\w+),", fused["main"].script()))
-    out = {}
-    for gv, func in fused.functions_items():
-        if isinstance(func, tir.PrimFunc):
-            calls = called[gv.name_hint]
-            try:
-                out[gv.name_hint] = (estimate_tir_flops(tvm_module(func)) / 2, calls)
-            except Exception:  # a kernel TVM cannot count: left out of the whole-model sum, and said so
-                out[gv.name_hint] = (float("nan"), calls)
-    return out
-
-
-def tvm_module(func):  # type: ignore[no-untyped-def]
-    import tvm
-
-    return tvm.IRModule({"main": func})
 
 
 def peaks(mcpu: str) -> dict[str, float | None]:
@@ -87,8 +65,6 @@ def peaks(mcpu: str) -> dict[str, float | None]:
 
 
 def analyse(model_name: str, task, device: str, tmp: Path) -> list[dict]:  # type: ignore[no-untyped-def]
-    import math
-
     from autocomp.build.compile import build, export_library
     from autocomp.candidate import prepare
     from autocomp.compress import compress
@@ -96,7 +72,7 @@ def analyse(model_name: str, task, device: str, tmp: Path) -> list[dict]:  # typ
     from autocomp.measure import mca
     from autocomp.plan import CompressionPlan
 
-    mcpu, core, clock = CORES[device]
+    mcpu, core, clock = core_model(device)
     profile = load_profile(device)
     ctx = prepare(task, profile)
     peak = peaks(mcpu)
@@ -105,31 +81,20 @@ def analyse(model_name: str, task, device: str, tmp: Path) -> list[dict]:  # typ
         best_peak_name = max((n for n in PEAKS[dtype] if peak[n]), key=lambda n: peak[n])  # type: ignore[arg-type,return-value]
         model = compress(ctx.model, CompressionPlan.uniform(ctx.layers, bits, bits), task.example_input,
                          task.calib_data, ctx.protected)
-        lowered = ctx.lower(model)
-        built = build(lowered, profile)
-        macs = kernel_macs(lowered, profile)
+        built = build(ctx.lower(model), profile)  # built.kernel_work: each kernel's MACs and calls
         library = export_library(built, profile, tmp / f"{model_name}-{device}-{dtype}")
-        for symbol, code in sorted(mca.functions(library).items()):
-            if not symbol.endswith("_compute_"):
+        for e in mca.kernel_estimates(library, built.kernel_work, mcpu):
+            row = {"model": model_name, "device": device, "kernel": e.kernel, "mcpu": core, "llvm_mcpu": mcpu,
+                   "dtype": dtype, "schedule": built.kernels.get(e.kernel, "?"), "loop_instructions": len(e.loop.body),
+                   "mac_lanes_per_iteration": e.loop.mac_lanes, "source": LABEL}
+            if e.result is None:
+                rows.append({**row, "error": e.error})
                 continue
-            kernel = symbol[: -len("_compute_")]
-            loop = mca.hot_loop(symbol, code)
-            if loop is None:
-                continue
-            row = {"model": model_name, "device": device, "kernel": kernel, "mcpu": core, "llvm_mcpu": mcpu,
-                   "dtype": dtype, "schedule": built.kernels.get(kernel, "?"), "loop_instructions": len(loop.body),
-                   "mac_lanes_per_iteration": loop.mac_lanes, "source": LABEL}
-            try:
-                r = mca.run_mca(loop.asm(), mcpu, loop.mac_lanes)
-            except RuntimeError as exc:
-                rows.append({**row, "error": str(exc)})
-                continue
-            kmacs, calls = macs.get(kernel, (float("nan"), 0))
-            cycles = kmacs / loop.mac_lanes * r.cycles_per_iteration if not math.isnan(kmacs) else float("nan")
-            rows.append({**row, "cycles_per_iteration": r.cycles_per_iteration, "macs_per_cycle": r.macs_per_cycle,
+            rows.append({**row, "cycles_per_iteration": e.result.cycles_per_iteration,
+                         "macs_per_cycle": e.result.macs_per_cycle,
                          "peak_name": best_peak_name, "peak_macs_per_cycle": peak[best_peak_name],
-                         "peak_fraction": r.macs_per_cycle / peak[best_peak_name],  # type: ignore[operator]
-                         "kernel_macs": kmacs, "calls": calls, "kernel_ms_one_core": cycles / clock * 1e3,
+                         "peak_fraction": e.result.macs_per_cycle / peak[best_peak_name],  # type: ignore[operator]
+                         "kernel_macs": e.macs, "calls": e.calls, "kernel_ms_one_core": e.cycles_per_call / clock * 1e3,
                          "clock_hz": clock})
     return rows
 
@@ -172,7 +137,7 @@ def main() -> int:
         return 0
     print(f"every figure: {LABEL}, one core, steady state of the hot loop (no cache misses)")
     for device in args.devices.split(","):
-        mcpu, core, clock = CORES[device]
+        mcpu, core, clock = core_model(device)
         shown = ", ".join(f"{n} {p:.2f}" if p else f"{n} n/a" for n, p in peaks(mcpu).items())
         print(f"{device}: {core} as llvm-mca -mcpu={mcpu}, {clock / 1e9:.1f} GHz; peak MAC lanes/cycle: {shown}")
     print(f"{'model':14s} {'device':6s} {'dtype':5s} {'kernel':44s} {'cyc/it':>7s} {'MAC/cyc':>7s} {'% peak':>6s} "

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from autocomp.errors import UserError
 from autocomp.lower.onnx_export import export_onnx
+from autocomp.measure.base import is_estimate
 
 MANIFEST_VERSION = 1
 
@@ -210,7 +211,7 @@ def export_trial(study_name: str, storage: str | None, trial_number: int, out: P
             "task": settings.get("task"),
             "device": profile.name,
             "measured_on": measured["measured_on"],
-            "estimated": measured["measured_on"] == "estimate",
+            "estimated": is_estimate(measured["measured_on"]),
             "compute": measured["compute"],
             "plan": trial.user_attrs["plan"],
             "plan_label": measured["plan_label"],

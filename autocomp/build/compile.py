@@ -32,6 +32,9 @@ class BuildResult:
     target: dict[str, Any]
     compile_s: float
     kernels: dict[str, str] = field(default_factory=dict)  # kernel -> "scheduled (how)" or why not
+    # kernel -> (multiply-adds per call, calls per inference): TVM's FLOP count of each fused kernel / 2,
+    # what measure/mca.py turns into an estimate (CPU targets)
+    kernel_work: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
 def _storage_bytes(func: Any) -> int:
@@ -118,6 +121,7 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
     if profile.kind == "gpu":
         return _build_gpu(lowered, target, target_dict, t0)
     kernels: dict[str, str] = {}
+    work: dict[str, tuple[float, int]] = {}
     params = lowered.params
     try:
         if target.kind.name == "llvm":
@@ -125,6 +129,7 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
             from autocomp.build.passes import prepack
 
             fused, params = fuse(lowered, profile)
+            work = kernel_work(fused)
             if tune_trials and profile.measure == "local":
                 from autocomp.device.threads import local_threads, use_threads
 
@@ -158,7 +163,37 @@ def build(lowered: LoweredModel, profile: DeviceProfile, db: Any = None, tune_tr
         target=target_dict,
         compile_s=time.perf_counter() - t0,
         kernels=kernels,
+        kernel_work=work,
     )
+
+
+def kernel_work(fused: Any) -> dict[str, tuple[float, int]]:
+    """Per fused kernel of `fuse`'s module: multiply-adds per call (TVM's FLOP estimate / 2; NaN where
+    TVM cannot count it) and how often main calls it (identical layers share one kernel)."""
+    import math
+    from collections import Counter
+
+    import tvm
+    from tvm import relax
+    from tvm import tirx as tir
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    calls: Counter[str] = Counter()
+    for block in fused["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
+                calls[value.args[0].name_hint] += 1
+    out = {}
+    for gv, func in fused.functions_items():
+        if isinstance(func, tir.PrimFunc):
+            try:
+                macs = estimate_tir_flops(tvm.IRModule({"main": func})) / 2
+            except Exception:  # a kernel TVM cannot count (left out of any sum, and said so there)
+                macs = math.nan
+            out[gv.name_hint] = (float(macs), calls[gv.name_hint])
+    return out
 
 
 def _build_gpu(lowered: LoweredModel, target: Any, target_dict: dict[str, Any], t0: float) -> BuildResult:

@@ -51,6 +51,8 @@ class DeviceProfile:
     precisions: tuple[str, ...] = PRECISIONS
     measurement: Measurement = field(default_factory=Measurement)
     estimate: dict[str, float] = field(default_factory=dict)  # fp32_gflops, int8_gops[, fp16_gflops]: user-supplied rates
+    # llvm-mca's model of the cores for `--estimate` (measure/mca.py): {"cpu": llvm-mca -mcpu, "clock_ghz": ...}
+    mca: dict[str, Any] = field(default_factory=dict)
     winograd: str = "auto"  # fp32 3x3 convs on CPU targets: auto | stored | off (see autocomp/build/passes/winograd.py)
     source: str = ""
 
@@ -169,6 +171,14 @@ def parse_profile(path: Path) -> DeviceProfile:
             raise _fail(path, f"key 'estimate.{k}' must be a positive number, got {v!r}")
     if estimate and not {"fp32_gflops", "int8_gops"} <= set(estimate):
         raise _fail(path, "table 'estimate' needs both fp32_gflops and int8_gops")
+    mca = _typed(path, data, "mca", dict, {})
+    if mca:
+        if set(mca) != {"cpu", "clock_ghz"}:
+            raise _fail(path, "table 'mca' takes exactly 'cpu' (llvm-mca's -mcpu, e.g. cortex-a72) and 'clock_ghz'")
+        clock = mca["clock_ghz"]
+        if not isinstance(mca["cpu"], str) or not isinstance(clock, (int, float)) or isinstance(clock, bool) \
+                or clock <= 0:
+            raise _fail(path, f"table 'mca' needs cpu as a string and clock_ghz as a positive number, got {mca!r}")
     winograd = _typed(path, data, "winograd", str, "auto")
     if winograd not in WINOGRAD_MODES:
         raise _fail(path, f"key 'winograd' must be one of {', '.join(WINOGRAD_MODES)}, got {winograd!r}")
@@ -190,6 +200,7 @@ def parse_profile(path: Path) -> DeviceProfile:
         precisions=precisions,
         measurement=Measurement(**m),
         estimate={k: float(v) for k, v in estimate.items()},
+        mca={"cpu": mca["cpu"], "clock_ghz": float(mca["clock_ghz"])} if mca else {},
         winograd=winograd,
         source=str(path),
     )

@@ -43,10 +43,15 @@ class Latency:
                    m.number, m.min_repeat_ms, threads)
 
 
+def is_estimate(measured_on: str) -> bool:
+    """`estimate` (the profile's rates) or `estimate (llvm-mca)` (measure/mca.py): not a measurement."""
+    return measured_on.startswith("estimate")
+
+
 @dataclass(frozen=True)
 class RunResult:
     latency: Latency | None  # None: not timed here (a compile worker's run; the parent times it)
-    measured_on: str  # local | rpc:<key>@<host:port> | emulated:<key>@<host:port> | estimate
+    measured_on: str  # local | rpc:<key>@<host:port> | emulated:<key>@<host:port> | estimate[ (llvm-mca)]
     accuracy_compiled: float | None  # None: the artifact was not run on the eval set; use the simulation's
     accuracy_source: str  # compiled | simulation, agreeing on N samples | simulation (estimate)
     peak_rss: Any = None  # measure.memory.PeakRSS or None

@@ -161,3 +161,53 @@ def peak(mcpu: str, name: str, accumulators: int = 8) -> float:
     template, lanes = PEAK_LOOPS[name]
     asm = "\n".join(template.format(i=i) for i in range(accumulators)) + "\n"
     return run_mca(asm, mcpu, lanes * accumulators).macs_per_cycle
+
+
+@dataclass(frozen=True)
+class KernelEstimate:
+    """One kernel's hot loop on the core model, and what it makes of the kernel's multiply-adds."""
+
+    kernel: str  # the fused kernel's name, as build/compile.py's kernel_work keys it
+    loop: Loop
+    result: McaResult | None  # None: llvm-mca could not read the loop (`error` says why)
+    macs: float  # per call (NaN: TVM could not count them)
+    calls: int
+    error: str = ""
+
+    @property
+    def cycles_per_call(self) -> float:
+        if self.result is None:
+            return float("nan")
+        return self.macs / self.loop.mac_lanes * self.result.cycles_per_iteration
+
+
+def kernel_estimates(library: Path, kernel_work: dict[str, tuple[float, int]], mcpu: str) -> list[KernelEstimate]:
+    """Every kernel of the library that has a multiply-accumulate loop, through llvm-mca on `mcpu`."""
+    out = []
+    for symbol, code in sorted(functions(library).items()):
+        if not symbol.endswith("_compute_"):
+            continue
+        kernel = symbol[: -len("_compute_")]
+        loop = hot_loop(symbol, code)
+        if loop is None:
+            continue
+        macs, calls = kernel_work.get(kernel, (float("nan"), 0))
+        try:
+            out.append(KernelEstimate(kernel, loop, run_mca(loop.asm(), mcpu, loop.mac_lanes), macs, calls))
+        except RuntimeError as exc:
+            out.append(KernelEstimate(kernel, loop, None, macs, calls, str(exc)))
+    return out
+
+
+def model_ms(estimates: list[KernelEstimate], clock_hz: float) -> float:
+    """One inference on one core: the MAC kernels' cycles at the clock (data movement and cache misses
+    are not modelled, so this is a lower bound). An uncountable kernel is an error, not a silent zero."""
+    import math
+
+    total = 0.0
+    for e in estimates:
+        if e.calls and math.isnan(e.cycles_per_call):
+            why = e.error or "TVM could not count its multiply-adds"
+            raise RuntimeError(f"no llvm-mca estimate for kernel {e.kernel}: {why}")
+        total += e.cycles_per_call * e.calls
+    return total / clock_hz * 1e3

@@ -50,10 +50,13 @@ def baseline_line(baseline: FrontPoint | None) -> str:
             f"{kib(baseline.memory_bytes)} KiB (params {kib(baseline.param_bytes)} KiB), accuracy {baseline.accuracy:.4f}")
 
 
-def timing_line(retimed: dict[str, Any], reference: dict[str, Any] | None) -> str:
+def timing_line(retimed: dict[str, Any], reference: dict[str, Any] | None, estimated: bool = False) -> str:
     """How to read the latency columns."""
     ref = reference or {}
-    if ref.get("latency_ms"):
+    if estimated:
+        text = (f"latency ms: estimated, not timed (no drift to correct; ratios to the {ref.get('plan', 'reference')} "
+                "build are kept alike); see `measured on` for the model")
+    elif ref.get("latency_ms"):
         text = (f"latency ms: drift-corrected (each trial's ratio to the {ref.get('plan')} reference timed beside "
                 f"it, x {ref['latency_ms']:.3f} ms, the reference when the study began); raw ms: as timed, in that trial's window")
     else:

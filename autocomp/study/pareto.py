@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autocomp.measure.base import is_estimate
 from autocomp.plan import CompressionPlan
 
 HV_REF_POINT = (1.1, 1.1)  # hypervolume box, in (latency, memory) each divided by the fp32 trial's
@@ -49,7 +50,7 @@ class FrontPoint:
             latency_ms=latency, latency_p10_ms=p10 * scale, latency_p90_ms=p90 * scale,
             memory_bytes=r["memory_bytes"], param_bytes=r["param_bytes"], arena_bytes=r["arena_bytes"],
             accuracy=r["accuracy_compiled"], accuracy_sim=r["accuracy_sim"], compute=r["compute"],
-            measured_on=r["measured_on"], device=r["device"], estimated=r["measured_on"] == "estimate",
+            measured_on=r["measured_on"], device=r["device"], estimated=is_estimate(r["measured_on"]),
             raw_latency_ms=r["latency_ms"], latency_ratio=ratio,
             retimed_ms=again.get("latency_ms"), retimed_ratio=again.get("ratio"),
         )

@@ -58,6 +58,8 @@ GOOD = 'name = "{name}"\nkind = "cpu"\nmeasure = "local"\n[target]\nkind = "llvm
         (GOOD.replace('name = "{name}"', 'name = "other"'), "must match the file name"),
         (GOOD.replace('[target]\nkind = "llvm"\n', ""), "missing required key 'target'"),
         ('winograd = "always"\n' + GOOD, "key 'winograd' must be one of auto, stored, off"),
+        (GOOD + '[mca]\ncpu = "cortex-a72"\n', "table 'mca' takes exactly 'cpu'"),
+        (GOOD + '[mca]\ncpu = "cortex-a72"\nclock_ghz = 0\n', "clock_ghz as a positive number"),
     ],
 )
 def test_malformed_profile_names_file_and_key(tmp_path, monkeypatch, text, message):
