@@ -30,8 +30,8 @@ def lower(model: nn.Module, example_input: torch.Tensor, signed_dot: bool = Fals
           unsigned_dot: bool = False) -> LoweredModel:
     """Import the model with a static input shape (the example input's).
 
-    `signed_dot`: the target's int8 dot product is signed x signed (ARM SDOT), so uint8 conv inputs are
-    re-centred to int8; `unsigned_dot`: it is unsigned x signed (x86 VNNI), so int8 conv inputs are
+    `signed_dot`: the target's int8 dot product is signed x signed (aarch64: SDOT, or int16 products, which
+    need int8 data so two products fit an int16 lane), so uint8 conv inputs are re-centred to int8; `unsigned_dot`: it is unsigned x signed (x86 VNNI), so int8 conv inputs are
     re-centred to uint8 and 3-channel inputs padded to 4 (both exact; see relax_ops.relax_qconv2d).
     """
     import tvm  # noqa: F401  (registers the relax frontend)

@@ -93,8 +93,12 @@ def parse_objdump(text: str) -> dict[str, list[Instruction]]:
         if current is None:
             continue
         if m := re.match(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$", line):
-            operands = m.group(3).split("//")[0].strip()
-            current.append(Instruction(int(m.group(1), 16), m.group(2), operands))
+            # objdump writes an address operand as `7f000 <symbol+offset>`, which llvm-mca's parser rejects:
+            # branches keep the bare address (branch_target reads it), others get an immediate `#0x7f000`
+            mnemonic, operands = m.group(2), m.group(3).split("//")[0]
+            bare = mnemonic.split(".")[0] in _BRANCHES
+            operands = re.sub(r"\b([0-9a-f]+)\s*<[^>]*>", r"\1" if bare else r"#0x\1", operands).strip()
+            current.append(Instruction(int(m.group(1), 16), mnemonic, operands))
     return funcs
 
 

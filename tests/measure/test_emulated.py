@@ -34,10 +34,14 @@ def evaluate_emulated(farm, device, plan, task="digits"):
 
 
 def test_rpi4_candidate_runs_on_the_emulated_device(emulated_farm):
+    """int8 convs on the A72 (no SDOT) run the int16-product kernels: integer arithmetic, so the aarch64
+    outputs match the simulation as closely as the x86 ones do."""
     d = evaluate_emulated(emulated_farm, "rpi4", "w8a8")
     assert d["measured_on"] == f"emulated:rpi4-emulated@{emulated_farm.address}"
     assert d["target"]["mtriple"] == "aarch64-linux-gnu" and d["latency_ms"] > 0
+    assert any(v.startswith("scheduled (NEON int16 products") for v in d["kernels"].values()), d["kernels"]
     assert d["measure_details"]["agreement_same_class"] == 1.0  # aarch64 outputs match the simulation
+    assert d["measure_details"]["agreement_max_abs_err"] < 1e-3
     assert d["accuracy_source"].startswith("simulation, agreeing with the device")
     assert d["peak_rss_bytes"] is None  # not measured remotely, and not invented
     log = emulated_farm.log("rpi4").read_text()
@@ -74,3 +78,34 @@ def test_rpi4_fp32_candidate_runs_winograd_convs_on_the_emulated_device(emulated
     assert "scheduled (winograd F(4x4,3x3), weights transformed per call)" in d["kernels"].values(), d["kernels"]
     assert d["measure_details"]["agreement_same_class"] == 1.0
     assert d["measure_details"]["agreement_max_abs_err"] < 1e-4
+
+
+def test_rpi4_int16_product_kernels_are_exact_for_4_and_16_channel_groups(emulated_farm):
+    """Both forms of the A72's int8 conv (16 channels per lane where C % 16 == 0, else 4) give the
+    simulation's integers on the emulated board: 4- and 12-channel inputs take the 4-channel form, a
+    16-channel input the 16-channel one."""
+    import torch
+    from torch import nn
+
+    from autocomp.candidate import evaluate_plan, prepare
+    from autocomp.device.profiles import load_profile
+    from autocomp.measure.base import MeasureOptions
+    from autocomp.plan import CompressionPlan
+    from autocomp.tasks import Task
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 16, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(32, 10)).eval()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(48, 4, 12, 12, generator=gen)
+    task = Task(name="smull-groups", build_model=lambda: net, example_input=x[:1], calib_data=x[:16],
+                eval_inputs=x[16:], eval_targets=net(x[16:]).argmax(1))
+    options = MeasureOptions(tracker=emulated_farm.address, rpc_key="rpi4-emulated")
+    ctx = prepare(task, load_profile("rpi4"), options)
+    result, _model, built = evaluate_plan(ctx, CompressionPlan.uniform(ctx.layers, 8, 8))
+    labels = sorted(v for v in built.kernels.values() if "int16 products" in v)
+    assert labels == 2 * ["scheduled (NEON int16 products (smull + saddlp))"] + [
+        "scheduled (NEON int16 products (smull + smlal + saddlp))"], built.kernels
+    assert result.measure_details["agreement_same_class"] == 1.0
+    assert result.measure_details["agreement_max_abs_err"] < 1e-4

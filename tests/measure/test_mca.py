@@ -34,6 +34,19 @@ def test_the_innermost_loop_and_its_mac_lanes_are_read_from_the_listing():
     assert lanes["sdot"] == 16 and lanes["smlal"] == 8 and lanes["ldr"] == 0
 
 
+def test_annotated_address_operands_reach_llvm_mca_as_immediates():
+    """objdump writes `adrp x8, 7f000 <__FRAME_END__+0x16b10>`; llvm-mca rejects the annotation (a
+    MobileNet int8 kernel's loop failed on it), so it becomes `#0x7f000`; branches keep their target."""
+    listing = ("0000000000001000 <k_compute_>:\n"
+               "    1000:\tadrp\tx8, 7f000 <__FRAME_END__+0x16b10>\n"
+               "    1004:\tfmla\tv1.4s, v0.4s, v2.4s\n"
+               "    1008:\tb.ne\t1000 <k_compute_>  // b.any\n")
+    code = mca.parse_objdump(listing)["k_compute_"]
+    assert code[0].text == "adrp x8, #0x7f000" and code[2].branch_target() == 0x1000
+    loop = mca.hot_loop("k_compute_", code)
+    assert mca.run_mca(loop.asm(), "cortex-a72", loop.mac_lanes).cycles_per_iteration > 0
+
+
 def test_the_peaks_are_the_models_own():
     assert mca.available() is None, mca.available()
     assert mca.peak("cortex-a72", "fp32 fmla .4s", 16) == pytest.approx(4.0, rel=0.02)  # one Q-form FMLA a cycle

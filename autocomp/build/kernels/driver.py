@@ -92,11 +92,12 @@ def _winograd(k: Kernel, how: str) -> Scheduled:
 
 def _dot(k: Kernel, info: ConvInfo) -> Scheduled | None:
     index, pre = k.prepacked_weight()
-    new = schedule_conv_vnni(k.func, k.target, prepacked_weight=pre, kind=k.dot)  # one fixed tile
-    if new is None:
-        return None
-    packing = Packing(index, "dot", k.dot.lanes, k.dot.group, info.nhwc) if pre else None
-    return Scheduled(new, k.dot.label, packing)
+    for kind in k.dot.chain():  # e.g. the A72's 16-channel form, else its 4-channel one
+        new = schedule_conv_vnni(k.func, k.target, prepacked_weight=pre, kind=kind)  # one fixed tile
+        if new is not None:
+            packing = Packing(index, "dot", kind.lanes, kind.group, info.nhwc) if pre else None
+            return Scheduled(new, kind.label, packing)
+    return None
 
 
 def _dense(k: Kernel, info: ConvInfo) -> Scheduled | None:
