@@ -16,20 +16,26 @@ from tvm.script import tirx as T
 SDOT_INTRIN_LOCAL = "autocomp_dot_4x4_i8i8i32_sdot_local"  # accumulator C in a local (register) tile
 
 
-@T.prim_func(s_tir=True)
-def _desc(
-    A: T.Buffer((4,), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        for i in T.serial(0, 4):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+def dot_desc(group: int = 4):  # type: ignore[no-untyped-def]
+    """The description shared by the 4-lane aarch64 intrinsics (SDOT here, int16 products in smull.py):
+    each of 4 int32 lanes adds the dot product of `group` data bytes with that lane's `group` weight bytes."""
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((group,), "int8", offset_factor=1),
+        B: T.Buffer((4, group), "int8", offset_factor=1),
+        C: T.Buffer((4,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:group], B[0:4, 0:group])
+            T.writes(C[0:4])
+            for i in T.serial(0, 4):
+                for k in T.serial(0, group):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return desc
 
 
 @T.prim_func(s_tir=True)
@@ -59,6 +65,6 @@ def register() -> str:
     if not _registered:
         from tvm.s_tir import TensorIntrin
 
-        TensorIntrin.register(SDOT_INTRIN_LOCAL, _desc, _impl, override=True)
+        TensorIntrin.register(SDOT_INTRIN_LOCAL, dot_desc(4), _impl, override=True)
         _registered = True
     return SDOT_INTRIN_LOCAL

@@ -20,23 +20,9 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
+from autocomp.build.kernels.intrin.sdot import dot_desc
+
 SMULL_INTRIN_LOCAL = "autocomp_dot_4x4_i8i8i32_smull_local"  # accumulator C in a local (register) tile
-
-
-@T.prim_func(s_tir=True)
-def _desc(
-    A: T.Buffer((4,), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        for i in T.serial(0, 4):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
 
 @T.prim_func(s_tir=True)
@@ -75,22 +61,6 @@ def _impl(
 
 
 SMULL16_INTRIN_LOCAL = "autocomp_dot_4x16_i8i8i32_smull_local"
-
-
-@T.prim_func(s_tir=True)
-def _desc16(
-    A: T.Buffer((16,), "int8", offset_factor=1),
-    B: T.Buffer((4, 16), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:16], B[0:4, 0:16])
-        T.writes(C[0:4])
-        for i in T.serial(0, 4):
-            for k in T.serial(0, 16):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
 
 @T.prim_func(s_tir=True)
@@ -156,16 +126,16 @@ def _impl16(
         )
 
 
-_VARIANTS = {4: (SMULL_INTRIN_LOCAL, _desc, _impl), 16: (SMULL16_INTRIN_LOCAL, _desc16, _impl16)}
+_VARIANTS = {4: (SMULL_INTRIN_LOCAL, _impl), 16: (SMULL16_INTRIN_LOCAL, _impl16)}
 _registered: set[int] = set()
 
 
 def register(group: int = 4) -> str:
     """Register the variant of `group` input channels per lane once per process; returns its name."""
-    name, desc, impl = _VARIANTS[group]
+    name, impl = _VARIANTS[group]
     if group not in _registered:
         from tvm.s_tir import TensorIntrin
 
-        TensorIntrin.register(name, desc, impl, override=True)
+        TensorIntrin.register(name, dot_desc(group), impl, override=True)
         _registered.add(group)
     return name
