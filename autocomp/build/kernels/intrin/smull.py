@@ -1,19 +1,20 @@
-"""An int8 dot-product tensor intrinsic for ARMv8.0 NEON without SDOT (the Pi 4's Cortex-A72), from
-widening int16 products: ``smull`` / ``smull2`` + ``saddlp`` + ``addp``.
+"""int8 dot-product tensor intrinsics for ARMv8.0 NEON without SDOT (the Pi 4's Cortex-A72), from
+widening int16 products.
 
-Same description as sdot.py (4 int32 lanes, each the dot product of 4 data bytes with that lane's 4
-weight bytes, weights in the same [O/4, I/4, KH, KW, 4, 4] packing), another implementation:
+Both have SDOT's description (`sdot.dot_desc`: 4 int32 lanes, each the dot product of G data bytes with
+that lane's G weight bytes; weights packed [O/4, I/G, KH, KW, 4, G]), with another implementation:
 
-    D = the 4 data bytes repeated 4x (one 32-bit broadcast)
-    lo = smull(W[0:8], D[0:8])    8 int16 products: lanes 0-1 x channels 0-3
-    hi = smull(W[8:16], D[8:16])  lanes 2-3
-    C += addp(saddlp(lo), saddlp(hi))   pairwise sums: 4 products per int32 lane
+* G = 4: D = the 4 data bytes repeated (one 32-bit broadcast); lo = smull(W[0:8], D), hi = smull(W[8:16],
+  D) give 8 int16 products each (lanes 0-1, lanes 2-3); C += addp(saddlp(lo), saddlp(hi)).
+* G = 16 (C % 16 == 0): per lane i, t_i = smull(W[i, 0:8], D[0:8]) + smull(W[i, 8:16], D[8:16]) (LLVM
+  makes the second an smlal: two products per int16 lane), then saddlp per lane and two levels of addp:
+  16 instructions per 64 multiply-adds where G = 4 needs 24.
 
 Why: the A72 issues every ASIMD integer multiply on its F0 pipe only, so the int32-lane template (``mla
 .4s``, 4 lanes) tops out at 4 multiply-adds a cycle and spent 5 instructions widening each data byte;
 ``smull`` makes 8 products per instruction from int8 operands. Exact: data is int8 (uint8 activations are
-shifted by -128, as for SDOT, lower/relax_ops.py) and weights are symmetric int8, so a product fits
-int16 (|128 x 127| = 16,256) and every sum is formed in int32.
+shifted by -128, as for SDOT, lower/relax_ops.py) and weights are symmetric int8 (|w| <= 127), so one
+product is at most 16,256 and two fit an int16 lane (32,512 < 32,767); every further sum is int32.
 """
 
 from __future__ import annotations
