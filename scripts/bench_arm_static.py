@@ -42,12 +42,11 @@ CORES = {"rpi4": "cortex-a72", "rpi5": "cortex-a76"}  # the core each Pi has (ll
 # the profile's [mca] table, which --estimate uses too)
 
 
-def core_model(device: str) -> tuple[str, str, float]:
-    """(llvm-mca -mcpu, the core it stands for, clock in Hz)."""
-    from autocomp.device.profiles import load_profile
+def core_model(profile) -> tuple[str, str, float]:  # type: ignore[no-untyped-def]
+    """(llvm-mca -mcpu, the core it stands for, clock in Hz) of a Pi's profile."""
+    return profile.mca["cpu"], CORES[profile.name], profile.mca["clock_ghz"] * 1e9
 
-    mca = load_profile(device).mca
-    return mca["cpu"], CORES[device], mca["clock_ghz"] * 1e9
+
 PEAKS = {"fp32": ["fp32 fmla .4s"], "int8": ["int8 sdot .4s", "int8 smlal .8h", "int8 mla .4s (int32 lanes)"]}
 
 
@@ -72,8 +71,8 @@ def analyse(model_name: str, task, device: str, tmp: Path) -> list[dict]:  # typ
     from autocomp.measure import mca
     from autocomp.plan import CompressionPlan
 
-    mcpu, core, clock = core_model(device)
     profile = load_profile(device)
+    mcpu, core, clock = core_model(profile)
     ctx = prepare(task, profile)
     peak = peaks(mcpu)
     rows = []
@@ -137,7 +136,9 @@ def main() -> int:
         return 0
     print(f"every figure: {LABEL}, one core, steady state of the hot loop (no cache misses)")
     for device in args.devices.split(","):
-        mcpu, core, clock = core_model(device)
+        from autocomp.device.profiles import load_profile
+
+        mcpu, core, clock = core_model(load_profile(device))
         shown = ", ".join(f"{n} {p:.2f}" if p else f"{n} n/a" for n, p in peaks(mcpu).items())
         print(f"{device}: {core} as llvm-mca -mcpu={mcpu}, {clock / 1e9:.1f} GHz; peak MAC lanes/cycle: {shown}")
     print(f"{'model':14s} {'device':6s} {'dtype':5s} {'kernel':44s} {'cyc/it':>7s} {'MAC/cyc':>7s} {'% peak':>6s} "

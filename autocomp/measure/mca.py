@@ -210,7 +210,9 @@ def model_ms(estimates: list[KernelEstimate], clock_hz: float) -> float:
 
     total = 0.0
     for e in estimates:
-        if e.calls and math.isnan(e.cycles_per_call):
+        if not e.calls:  # in the library but not called by main (NaN x 0 would poison the sum)
+            continue
+        if math.isnan(e.cycles_per_call):
             why = e.error or "TVM could not count its multiply-adds"
             raise RuntimeError(f"no llvm-mca estimate for kernel {e.kernel}: {why}")
         total += e.cycles_per_call * e.calls

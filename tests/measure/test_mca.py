@@ -47,6 +47,16 @@ def test_annotated_address_operands_reach_llvm_mca_as_immediates():
     assert mca.run_mca(loop.asm(), "cortex-a72", loop.mac_lanes).cycles_per_iteration > 0
 
 
+def test_the_model_sum_skips_uncalled_kernels_and_refuses_uncountable_ones():
+    loop = mca.hot_loop("k_compute_", mca.parse_objdump(OBJDUMP)["k_compute_"])
+    result = mca.McaResult(cycles_per_iteration=2.0, block_rthroughput=2.0, mac_lanes=loop.mac_lanes)
+    called = mca.KernelEstimate("k", loop, result, macs=80.0, calls=3)  # 80 / 8 lanes x 2 cycles = 20 a call
+    uncalled = mca.KernelEstimate("dead", loop, None, macs=float("nan"), calls=0, error="unreadable")
+    assert mca.model_ms([called, uncalled], clock_hz=1e3) == pytest.approx(60.0)  # 60 cycles at 1 kHz
+    with pytest.raises(RuntimeError, match="no llvm-mca estimate for kernel dead: unreadable"):
+        mca.model_ms([called, mca.KernelEstimate("dead", loop, None, float("nan"), 1, "unreadable")], 1e3)
+
+
 def test_the_peaks_are_the_models_own():
     assert mca.available() is None, mca.available()
     assert mca.peak("cortex-a72", "fp32 fmla .4s", 16) == pytest.approx(4.0, rel=0.02)  # one Q-form FMLA a cycle
