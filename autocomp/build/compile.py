@@ -96,7 +96,7 @@ def legalize(mod: Any, target: Any) -> Any:
 def fuse(lowered: LoweredModel, profile: DeviceProfile) -> tuple[Any, tuple[np.ndarray, ...]]:
     """A CPU target's model as fused kernels before scheduling (layout, Winograd, legalize, constants
     folded): the kernels `build` schedules, by the names they keep in the library."""
-    from autocomp.build.passes import precompute, winograd
+    from autocomp.build.passes import packed_int4, precompute, winograd
     from autocomp.build.passes.conv1d import conv1d_as_conv2d
     from autocomp.build.passes.fast_math import fast_math
     from autocomp.build.passes.layout import channels_last
@@ -105,6 +105,7 @@ def fuse(lowered: LoweredModel, profile: DeviceProfile) -> tuple[Any, tuple[np.n
     mod = fast_math(channels_last(conv1d_as_conv2d(lowered.mod)))
     fused = legalize(winograd.rewrite(mod, target, profile.winograd), target)
     fused, params, _ = precompute.fold(fused, lowered.params)
+    fused, params, _ = packed_int4.apply(fused, params, target)
     return fused, params
 
 

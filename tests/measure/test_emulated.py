@@ -64,10 +64,12 @@ def test_rpi5_fp16_candidate_computes_in_fp16_on_the_emulated_device(emulated_fa
 def test_rpi5_sdot_candidate_is_exact_on_the_emulated_device(emulated_farm):
     """int8 convs on the A76 run SDOT kernels (uint8 inputs re-centred to int8): integer arithmetic, so
     the aarch64 outputs match the simulation as closely as the x86 ones do."""
-    d = evaluate_emulated(emulated_farm, "rpi5", "w8a8")
-    assert "scheduled (NEON SDOT dot product)" in d["kernels"].values()
-    assert d["measure_details"]["agreement_same_class"] == 1.0
-    assert d["measure_details"]["agreement_max_abs_err"] < 1e-3
+    for plan in ("w8a8", "w4a8"):  # w4a8: the weights unpacked inside the SDOT kernels (passes/packed_int4.py)
+        d = evaluate_emulated(emulated_farm, "rpi5", plan)
+        assert "scheduled (NEON SDOT dot product)" in d["kernels"].values()
+        assert (plan == "w4a8") == any("_int4_" in k for k in d["kernels"]), d["kernels"]
+        assert d["measure_details"]["agreement_same_class"] == 1.0
+        assert d["measure_details"]["agreement_max_abs_err"] < 1e-3
 
 
 def test_rpi4_fp32_candidate_runs_winograd_convs_on_the_emulated_device(emulated_farm):
@@ -107,5 +109,10 @@ def test_rpi4_int16_product_kernels_are_exact_for_4_and_16_channel_groups(emulat
     labels = sorted(v for v in built.kernels.values() if "int16 products" in v)
     assert labels == 2 * ["scheduled (NEON int16 products (smull + saddlp))"] + [
         "scheduled (NEON int16 products (smull + smlal + saddlp))"], built.kernels
+    assert result.measure_details["agreement_same_class"] == 1.0
+    assert result.measure_details["agreement_max_abs_err"] < 1e-4
+    # 4-bit weights, unpacked inside the same kernels (passes/packed_int4.py): the same integers
+    result, _model, built = evaluate_plan(ctx, CompressionPlan.uniform(ctx.layers, 4, 8))
+    assert sorted(v for k, v in built.kernels.items() if "_int4_" in k) == labels, built.kernels
     assert result.measure_details["agreement_same_class"] == 1.0
     assert result.measure_details["agreement_max_abs_err"] < 1e-4

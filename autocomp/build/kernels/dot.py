@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir, tirx
 
-from autocomp.build.kernels.common import collapse_epilogue, divisor_at_most, parallel_elementwise, root, vectorize_init
+from autocomp.build.kernels.common import collapse_epilogue, const, divisor_at_most, parallel_elementwise, root, vectorize_init
 from autocomp.build.kernels.conv import (
     conv_loops,
     find_conv,
@@ -125,6 +125,16 @@ def pick_tile_vnni(o: int, h: int, w: int, budget: int = 16, lanes: int = LANES)
     return best[1]
 
 
+def applicable_kind(func: tirx.PrimFunc, target) -> DotKind | None:  # type: ignore[no-untyped-def]
+    """The kind of the target's chain that the template would run this conv with, or None."""
+    kind = dot_kind(target)
+    sch = s_tir.Schedule(func)
+    info = find_conv(sch) if kind is not None else None
+    if info is None:
+        return None
+    return next((k for k in kind.chain() if _applicable(sch, info, k)), None)
+
+
 def _applicable(sch: s_tir.Schedule, info, kind: DotKind) -> bool:
     blk = sch.get(sch.get_sblock(info.block))
     data = blk.reads[info.data_read].source
@@ -206,9 +216,16 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     if kind.wide_data:  # widen once per call so the inner loop broadcasts one 32-bit word of 2 x int16
         sch.unsafe_set_dtype(producer, 0, "int16")
 
-    # 3. weight [O, I, KH, KW] (or OHWI) -> [O/16, I/4, KH, KW, 16, 4]
-    wpack = None if prepacked_weight else sch.cache_read(conv, info.weight_read, "global")
-    sch.transform_layout(conv, ("read", info.weight_read), packed_weight_map(info, lanes, group))
+    # 3. weight [O, I, KH, KW] (or OHWI) -> [O/16, I/4, KH, KW, 16, 4]; 4-bit weights unpacked in the
+    #    kernel (passes/packed_int4.py) are computed in that layout, a tile at a time (step 4)
+    unpack = _unpack_block(sch, top, info, lanes, group)
+    if unpack is False:
+        return None
+    weight_map = packed_weight_map(info, lanes, group)
+    wpack = None if prepacked_weight or unpack is not None else sch.cache_read(conv, info.weight_read, "global")
+    sch.transform_layout(conv, ("read", info.weight_read), weight_map)
+    if unpack is not None:
+        sch.transform_block_layout(unpack, weight_map)
     # accumulator [N, Y, X, F]: 16 channels contiguous
     to_nhwc_accumulator(sch, conv, info)
 
@@ -219,11 +236,20 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     xo, xi = sch.split(x, [None, tx])
     rco, rci = sch.split(rc, [None, group])
     sch.reorder(n, fo, yo, xo, rco, ry, rx, fv, yi, xi, fi, rci)
-    outer = sch.fuse(n, fo, yo, xo)
-    sch.reverse_compute_at(epi, outer)
+    if unpack is None:
+        outer = tile = sch.fuse(n, fo, yo, xo)
+    else:  # parallel over channel blocks x row chunks; each unpacks its channels' weights once for its tiles
+        rows = const(sch.get(yo).extent)
+        items = info.n * info.o // (lanes * nv)
+        chunks = next((d for d in range(1, rows + 1) if rows % d == 0 and items * d >= MIN_PARALLEL), rows)
+        ya, yb = sch.split(yo, [chunks, None])
+        outer, tile = sch.fuse(n, fo, ya), sch.fuse(yb, xo)
+    sch.reverse_compute_at(epi, tile)
     sch.parallel(outer)
     for lp in (fv, yi, xi, rx):
         sch.unroll(lp)
+    if unpack is not None:
+        _unpack_loops(sch, unpack, outer, lanes * group)
     # init loops: outer, fv, yi, xi, fi -> vectorize fi (16 lanes), unroll the rest
     vectorize_init(sch, sch.decompose_reduction(conv, rco))
     sch.tensorize(fi, intrin)
@@ -241,6 +267,35 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
         else:
             _pack_data_loops(sch, b, group)
     return sch.mod["main"]
+
+
+def _unpack_block(sch: s_tir.Schedule, top, info, lanes: int, group: int):  # type: ignore[no-untyped-def]
+    """The block unpacking the conv's 4-bit weights (None when there is none; False when its bytes are
+    packed for another lane layout than this kind's)."""
+    from autocomp.build.passes.packed_int4 import UNPACK_BLOCK
+
+    blk = next((b for b in sch.get_child_blocks(top) if sch.get(b).name_hint == UNPACK_BLOCK), None)
+    if blk is None:
+        return None
+    shape = [int(d) for d in sch.get(blk).reads[0].source.shape]
+    return blk if (info.o // shape[0], info.c // shape[1]) == (lanes, group) else False
+
+
+MIN_PARALLEL = 4  # parallel work items a kernel with in-kernel unpacking keeps at least (a Pi has 4 cores)
+
+
+def _unpack_loops(sch: s_tir.Schedule, blk, at, width: int) -> None:
+    """The weights of a work item's channel block, unpacked once at its start (`at`) for all its tiles:
+    per vector of `width` lanes, half from the low nibbles and half from the high ones of `width / 2`
+    bytes (an AND and a shift). Unpacked per step instead, right before the dot products, the unpacking
+    was 8-15% of the conv's time: one vector per 14 dot products."""
+    sch.compute_at(blk, at)
+    loops = sch.get_loops(blk)
+    here = [i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(at))][0]
+    *_, lane, grp = loops[here + 1:]  # compute_at leaves out loops of extent 1
+    hi, lo = sch.split(sch.fuse(lane, grp), [2, width // 2])
+    sch.unroll(hi)
+    sch.vectorize(lo)
 
 
 def _pack_weight_loops(sch: s_tir.Schedule, blk, lanes: int = LANES, group: int = KGROUP, ohwi: bool = False) -> None:

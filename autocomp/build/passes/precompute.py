@@ -8,9 +8,12 @@ alone cost 3.3 ms of a 12 ms MobileNet call. Here every such kernel is run on th
 
 Only when it does not make the artifact larger: the result replaces parameters that nothing else
 uses, and it is at most as many bytes as they were. That keeps int4 weights packed (unpacking them
-doubles their bytes: a memory-for-speed trade the search does not make silently). The one exception is
-asked for by the user: the Winograd weight transform of a profile with ``winograd = "stored"``
-(winograd.py), whose kernel is marked GROWS_WEIGHTS.
+doubles their bytes: a memory-for-speed trade the search does not make silently). Two exceptions: a
+result at most 1/SMALL of its inputs' bytes folds even when the inputs stay (the per-channel weight sums
+that the ARM dot products' re-centred inputs need: a vector per conv, where computing it read the whole
+weight on every call; such a sum also folds when its input is a weight unpacked per call, which is
+computed here for it and stays per call), and the Winograd weight transform of a profile with
+``winograd = "stored"`` (winograd.py), whose kernel is marked GROWS_WEIGHTS, asked for by the user.
 """
 
 from __future__ import annotations
@@ -24,7 +27,22 @@ from autocomp.build.kernels.winograd import GROWS_WEIGHTS
 
 def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarray, ...], list[str]]:
     """`mod` with parameter-only kernels precomputed; returns the module, its parameters and the names
-    of the kernels folded away."""
+    of the kernels folded away. Repeated until nothing more folds: folding a weight's per-channel sum
+    leaves the weight with one use, and its transpose then folds too."""
+    names: list[str] = []
+    for _ in range(MAX_ROUNDS):
+        mod, params, folded = _fold_once(mod, params)
+        names += folded
+        if not folded:
+            break
+    return mod, params, names
+
+
+MAX_ROUNDS = 4
+SMALL = 8  # a result at most 1/SMALL of its inputs' bytes (a per-channel sum of a weight) folds even when they stay
+
+
+def _fold_once(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarray, ...], list[str]]:
     import tvm
     from tvm.ir.expr import Constant
 
@@ -35,6 +53,7 @@ def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarra
     uses = _use_counts(main)
     steps: list[tuple[Any, Any, list[Any], tuple[int, ...], str]] = []  # (var, kernel, args, shape, dtype)
     dead: set[Any] = set()  # vars (parameters or folded bindings) whose only use was folded
+    kept: set[Any] = set()  # computed here for the kernels after them, but still computed per call
     for block in main.body.blocks:  # first pass: which bindings fold (types and byte counts only)
         for binding in block.bindings:
             call = binding.value
@@ -50,25 +69,42 @@ def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarra
             shape = tuple(int(d) for d in out_ty.shape.values)
             size = int(np.prod(shape)) * np.dtype(str(out_ty.dtype)).itemsize
             grows = bool((mod[call.args[0]].attrs or {}).get(GROWS_WEIGHTS, False))
-            if any(uses.get(a, 0) != 1 for a in known) or (size > sum(nbytes[a] for a in known) and not grows):
-                continue  # an input stays needed elsewhere, or the result is bigger: folding adds bytes
+            inputs = sum(nbytes[a] for a in known)
+            step = (binding.var, call.args[0], args, shape, str(out_ty.dtype))
+            if all(uses.get(a, 0) == 1 and a not in kept for a in known) and (size <= inputs or grows):
+                dead.update(known)  # the inputs' only use: the result replaces them
+            elif size * SMALL > inputs:
+                if size > inputs:  # e.g. an int4 weight unpacked: stays per call, but what reduces it can fold
+                    nbytes[binding.var] = size
+                    kept.add(binding.var)
+                    steps.append(step)
+                continue  # an input stays needed elsewhere and the result is not small: folding adds bytes
             nbytes[binding.var] = size
-            dead.update(known)
-            steps.append((binding.var, call.args[0], args, shape, str(out_ty.dtype)))
-    if not steps:
+            steps.append(step)
+    if all(var in kept for var, *_ in steps):
         return mod, params, []
     # second pass: one host build for every kernel involved, then run them in order
-    kernels = {gv.name_hint: mod[gv].with_attr("global_symbol", gv.name_hint) for _, gv, _, _, _ in steps}
-    lib = tvm.tirx.build(tvm.IRModule(kernels), target=tvm.target.Target({"kind": "llvm"}))
+    lib = host_library(mod, [gv for _, gv, _, _, _ in steps])
     values: dict[Any, np.ndarray] = dict(zip(main.params[num_input:], params))
     folded: dict[Any, np.ndarray] = {}
     for var, gv, args, shape, dtype in steps:
         inputs = [tvm.runtime.tensor(np.ascontiguousarray(values[a] if a in values else a.data.numpy())) for a in args]
         out = tvm.runtime.tensor(np.zeros(shape, dtype=dtype))
         lib[gv.name_hint](*inputs, out)  # destination-passing: the output is the last argument
-        values[var] = folded[var] = out.numpy()
-    names = [gv.name_hint for _, gv, _, _, _ in steps]
+        values[var] = out.numpy()
+        if var not in kept:
+            folded[var] = values[var]
+    names = [gv.name_hint for var, gv, _, _, _ in steps if var not in kept]
     return _rebuild(mod, main, folded, dead), _new_params(main, num_input, params, folded, dead), names
+
+
+def host_library(mod: Any, kernels: list[Any]) -> Any:
+    """The named PrimFuncs of `mod` built for the CPU that builds, callable by name (destination-passing:
+    the output is the last argument)."""
+    import tvm
+
+    funcs = {gv.name_hint: mod[gv].with_attr("global_symbol", gv.name_hint) for gv in kernels}
+    return tvm.tirx.build(tvm.IRModule(funcs), target=tvm.target.Target({"kind": "llvm"}))
 
 
 def _use_counts(main: Any) -> dict[Any, int]:

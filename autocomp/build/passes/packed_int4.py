@@ -1,0 +1,194 @@
+"""4-bit conv weights unpacked inside their conv kernel, a tile at a time, instead of by a kernel of their own.
+
+The torch importer turns a 4-bit layer's weight into a kernel of floor-divides that unpacks the whole
+weight to int8 on every call (`fused_cast_floor_divide_..._transpose`), then the conv reads the int8
+copy: uniform w4a8 ran 1.61x slower than w8a8 on the built-in task (scripts/bench_mixed.py).
+
+Here, for each conv that the target's dot-product template takes (kernels/dot.py) and whose weight is
+computed from one parameter used nowhere else by a chain of one-input kernels (the unpack kernel, and on
+ARM a transpose to OHWI after it): the chain is run once on the build host (its real output, whatever
+its arithmetic), and when every value fits a signed nibble
+and the nibbles take no more bytes than the parameter did, the parameter is replaced by the same
+weights re-packed two per byte in the order the dot template reads them, ``[O/L, I/G, KH, KW, L*G/2]``:
+byte j of a vector holds lane j (low nibble) and lane j + L*G/2 (high nibble), so one vector of packed
+bytes unpacks with an AND and a shift. The conv kernel gets a block (UNPACK_BLOCK) that computes the
+int8 weight from those bytes; the dot template computes it per tile, next to the instructions that use
+it (kernels/dot.py). Both are put into one PrimFunc by TVM's own FuseTIR. The bytes the artifact stores
+do not grow (checked per weight), so memory figures stay the packed size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+UNPACK_BLOCK = "autocomp_unpack_int4"  # the block the dot template computes per tile
+
+
+def nibble_pack(w: np.ndarray, lanes: int, group: int, ohwi: bool) -> np.ndarray:
+    """An int8 weight (values in [-8, 7]) as ``[O/L, I/G, KH, KW, L*G/2]`` uint8, two lanes per byte."""
+    from autocomp.build.passes.prepack import Packing
+
+    dot = Packing(0, "dot", lanes, group, ohwi).pack(w)  # [O/L, I/G, KH, KW, L, G]
+    flat = dot.reshape(*dot.shape[:4], lanes * group).astype(np.int16) + 8
+    half = lanes * group // 2
+    return (flat[..., :half] | (flat[..., half:] << 4)).astype(np.uint8)
+
+
+def unpack_func(shape: tuple[int, ...], lanes: int, group: int, ohwi: bool) -> Any:
+    """PrimFunc (packed bytes) -> int8 weight of `shape` (OHWI or OIHW), inverse of `nibble_pack`."""
+    from tvm import te, tirx
+
+    if ohwi:
+        o, kh, kw, i = shape
+    else:
+        o, i, kh, kw = shape
+    half = lanes * group // 2
+    i64 = lambda *xs: [tirx.IntImm("int64", x) for x in xs]  # noqa: E731 - the legalized kernels' index type
+    packed = te.placeholder(i64(o // lanes, i // group, kh, kw, half), "uint8", name="w_nibbles")
+
+    def value(oc, ic, y, x):  # type: ignore[no-untyped-def]
+        lane = (oc % lanes) * group + ic % group
+        byte = packed[oc // lanes, ic // group, y, x, lane % half]
+        nib = tirx.bitwise_and(tirx.shift_right(byte, (lane // half * 4).astype("uint8")), tirx.const(15, "uint8"))
+        return nib.astype("int8") - tirx.const(8, "int8")
+
+    if ohwi:
+        weight = te.compute(i64(*shape), lambda oc, y, x, ic: value(oc, ic, y, x), name=UNPACK_BLOCK)
+    else:
+        weight = te.compute(i64(*shape), lambda oc, ic, y, x: value(oc, ic, y, x), name=UNPACK_BLOCK)
+    return te.create_prim_func([packed, weight])
+
+
+def _chain_vars(main: Any, last: Any, n: int) -> list[Any]:
+    """The `n` bindings ending at `last`, each the one input of the next."""
+    bound = {b.var: b.value for block in main.body.blocks for b in block.bindings}
+    out = [last]
+    while len(out) < n:
+        out.append(bound[out[-1]].args[1].fields[0])
+    return out
+
+
+def _param_buffer(func: Any, j: int) -> Any:
+    p = func.params[j]
+    return p if hasattr(p, "shape") else func.buffer_map[p]
+
+
+def merge(unpack: Any, conv: Any, weight_index: int, arg_types: list[Any], out_type: Any) -> Any:
+    """One PrimFunc: `unpack` feeding `conv`'s parameter `weight_index`, fused by relax.FuseTIR."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    gu, gk = bb.add_func(unpack, "unpack"), bb.add_func(conv, "conv")
+    packed_ty = relax.TensorType([int(d) for d in _param_buffer(unpack, 0).shape], "uint8")
+    weight_ty = arg_types[weight_index]
+    params = [relax.Var(f"a{j}", packed_ty if j == weight_index else t) for j, t in enumerate(arg_types)]
+    with bb.function("merged", params, attrs={"Primitive": True}, private=True):
+        with bb.dataflow():
+            w = bb.emit(relax.call_tir(gu, (params[weight_index],), weight_ty))
+            y = bb.emit_output(relax.call_tir(gk, [w if j == weight_index else p for j, p in enumerate(params)],
+                                              out_type))
+        bb.emit_func_output(y)
+    merged = bb.get().get_global_var("merged")
+    outer = [relax.Var(f"m{j}", p.ty) for j, p in enumerate(params)]
+    with bb.function("main", outer):
+        with bb.dataflow():
+            r = bb.emit_output(relax.Call(merged, outer))
+        bb.emit_func_output(r)
+    return relax.transform.FuseTIR()(bb.get())["merged"]
+
+
+def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, tuple[np.ndarray, ...], list[str]]:
+    """`mod` with every eligible conv reading nibble-packed weights; returns the module, its parameters
+    and the names of the conv kernels that now unpack their weights themselves."""
+    import tvm
+    from tvm import relax, s_tir
+
+    from autocomp.build.kernels.conv import find_conv
+    from autocomp.build.kernels.dot import applicable_kind
+    from autocomp.build.passes.precompute import _use_counts, host_library
+    from autocomp.build.passes.prepack import weight_param_index
+    from autocomp.build.passes.relax_main import rebuild_main
+
+    target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
+    main = mod["main"]
+    num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    weights = {v: k for k, v in enumerate(main.params[num_input:])}
+    uses = _use_counts(main)
+    # var -> (chain of one-input kernels from a parameter, that parameter): each link used once, so the
+    # parameter and the whole chain go when the conv reads the packed bytes instead
+    producer: dict[Any, tuple[list[Any], Any]] = {}
+    sites = []  # (binding, argument position, chain, parameter, conv kernel)
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            call = binding.value
+            if not (getattr(call, "op", None) is not None and call.op.same_as(call_tir)):
+                continue
+            args = list(call.args[1].fields)
+            if len(args) == 1 and uses.get(args[0], 0) == 1 and uses.get(binding.var, 0) == 1 \
+                    and (args[0] in weights or args[0] in producer):
+                chain, root = producer.pop(args[0], ([], args[0]))
+                producer[binding.var] = ([*chain, call.args[0]], root)
+                continue
+            for j, a in enumerate(args):
+                if a in producer:
+                    sites.append((binding, j, *producer[a], call.args[0]))
+    if not sites:
+        return mod, params, []
+    lib = host_library(mod, list({gv.name_hint: gv for _b, _j, chain, _p, _k in sites for gv in chain}.values()))
+    new_params = list(params)
+    swap: dict[Any, Any] = {}  # parameter var -> packed var
+    calls: dict[Any, tuple[str, list[Any]]] = {}  # conv binding var -> (kernel, arguments)
+    dropped: set[Any] = set()  # unpack bindings whose conv now unpacks
+    funcs: dict[str, Any] = {}
+    for binding, j, chain, p, k in sites:
+        conv = mod[k]
+        info = find_conv(s_tir.Schedule(conv))
+        kind = applicable_kind(conv, target) if info is not None and not info.group_out else None
+        if kind is None or weight_param_index(conv, info) != j:
+            continue
+        w = params[weights[p]]
+        for gv in chain:
+            out = _param_buffer(mod[gv], len(mod[gv].params) - 1)
+            result = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], dtype=str(out.dtype)))
+            lib[gv.name_hint](tvm.runtime.tensor(np.ascontiguousarray(w)), result)
+            w = result.numpy()
+        if w.dtype != np.int8 or w.min() < -8 or w.max() > 7:
+            continue
+        packed = nibble_pack(w, kind.lanes, kind.group, info.nhwc)
+        if packed.nbytes > params[weights[p]].nbytes:
+            continue  # e.g. 2-bit weights: a nibble each would double their bytes
+        name = f"{k.name_hint}_int4_{kind.lanes}x{kind.group}"
+        if name not in funcs:
+            arg_types = [a.ty for a in binding.value.args[1].fields]
+            funcs[name] = merge(unpack_func(w.shape, kind.lanes, kind.group, info.nhwc), conv, j, arg_types,
+                                binding.var.ty)
+        new_params[weights[p]] = packed
+        swap[p] = relax.Var(p.name, relax.TensorType(list(packed.shape), "uint8"))
+        args = list(binding.value.args[1].fields)
+        dropped.update(_chain_vars(main, args[j], len(chain)))
+        args[j] = swap[p]
+        calls[binding.var] = (name, args)
+    if not funcs:
+        return mod, params, []
+    new_mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for name, func in funcs.items():
+        new_mod[tvm.ir.GlobalVar(name)] = func
+    gvs = {gv.name_hint: gv for gv in new_mod.get_global_vars()}
+    blocks = []
+    for block in main.body.blocks:
+        kept = []
+        for b in block.bindings:
+            if b.var in dropped:
+                continue
+            if b.var in calls:
+                name, args = calls[b.var]
+                b = relax.VarBinding(b.var, relax.call_tir(gvs[name], args, b.var.ty))
+            kept.append(b)
+        blocks.append(relax.DataflowBlock(kept) if isinstance(block, relax.DataflowBlock) else relax.BindingBlock(kept))
+    body = relax.SeqExpr(blocks, main.body.body)
+    fn_params = [swap.get(v, v) for v in main.params]
+    rebuilt = rebuild_main(new_mod, main, body, fn_params, swap)
+    return relax.transform.DeadCodeElimination(["main"])(rebuilt), tuple(new_params), list(funcs)
