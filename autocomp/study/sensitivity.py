@@ -6,7 +6,8 @@ the eval data, in the PyTorch simulation: the drop from the fp32 model on the sa
 Latency: each layer's kernels timed inside the VM (its instrument hook) on the fp32 and the w8a8 builds,
 so the search knows where the time goes. The search uses both (search.py): choices that alone break the
 accuracy budget are not sampled, and a knapsack over (latency saved, accuracy cost), as HAWQ-V3 picks bit
-widths with an integer program, proposes the first plans after the baselines.
+widths with an integer program, proposes the first plans after the baselines: for latency, for memory
+and for both.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Sensitivity:
     latency_source: str  # "vm instrument (measured)" or why not
     seconds: float
     notes: list[str] = field(default_factory=list)
+    weights: dict[str, int] = field(default_factory=dict)  # layer -> weight count (what its bits multiply)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +83,10 @@ def measure(ctx: Any, space: Any) -> Sensitivity:
                     drops[name][f"p{ratio:g}"] = base - accuracy.accuracy_torch(model, subset)
     latency, source = layer_latency(ctx)
     notes = [f"prune drops after {RECOVERY_STEPS} distillation steps" if recovery else "prune drops without recovery"]
-    return Sensitivity(len(subset.eval_inputs), base, drops, latency, source, time.perf_counter() - t0, notes)
+    modules = dict(ctx.model.named_modules())
+    weights = {name: int(modules[name].weight.numel()) for name in space.layers if name in modules}
+    return Sensitivity(len(subset.eval_inputs), base, drops, latency, source, time.perf_counter() - t0, notes,
+                       weights)
 
 
 def layer_choices(space: Any) -> list[tuple[int, int]]:
@@ -154,36 +159,56 @@ def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[A
     return out
 
 
-def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tuple[float, ...] = (0.5, 0.8, 1.0),
+OBJECTIVES = (("latency", (0.5, 0.8, 1.0)), ("balanced", (1.0,)), ("memory", (1.0,)))
+
+
+def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tuple[float, ...] | None = None,
                    bins: int = 200) -> list[CompressionPlan]:
-    """Plans that save the most measured kernel time for a summed single-layer accuracy cost within
-    `fraction` x the budget (a multiple-choice knapsack, by dynamic programming over the cost in `bins`
-    steps). Saving of int8 on a layer: its fp32 kernel time minus its w8a8 one; of pruning by r: r x its
-    w8a8 time (its kernels shrink with its output channels). Empty when latency was not measured."""
+    """Plans that save the most for a summed single-layer accuracy cost within `fraction` x the budget
+    (a multiple-choice knapsack, by dynamic programming over the cost in `bins` steps), one per objective
+    and fraction (OBJECTIVES; `fractions` replaces the latency objective's and drops the others):
+
+    * latency: measured kernel time saved. Int8 on a layer saves its fp32 kernel time minus its w8a8
+      one; pruning by r saves r x its w8a8 time (its kernels shrink with its output channels);
+    * memory: weight bytes saved, fp32 bytes minus (1 - r) x the weight bits (the bits say it: 4-bit
+      weights are stored and read packed, so they save memory at w8's speed);
+    * balanced: the sum of both, each as a fraction of the fp32 model's total.
+
+    The search's front is two-dimensional: latency-only plans had w8 where w4 costs as little accuracy
+    and nothing, and the smallest corner was never proposed. Empty when latency was not measured."""
     fp32, int8 = sens.latency_ms.get("fp32"), sens.latency_ms.get("w8a8")
     if not fp32 or not int8 or max_drop <= 0:
         return []
-    options: dict[str, list[tuple[float, float, LayerPlan]]] = {}
+    total_ms = sum(fp32.values()) or 1.0
+    total_bytes = 4.0 * sum(sens.weights.values()) or 1.0
+    options: dict[str, list[tuple[float, float, float, LayerPlan]]] = {}  # (cost, ms saved, bytes saved, plan)
     for name in space.layers:
-        opts = [(0.0, 0.0, LayerPlan(name, 32, 32, 0.0))]
+        opts = [(0.0, 0.0, 0.0, LayerPlan(name, 32, 32, 0.0))]
         drops = sens.drops.get(name, {})
         q_saving = fp32[name] - int8[name]
+        n = sens.weights.get(name, 0)
         for w, a in layer_choices(space):
             if a != 8 or choice_key(w, a) not in drops:
                 continue
             base = max(drops[choice_key(w, a)], 0.0)
-            opts.append((base, q_saving, LayerPlan(name, w, a, 0.0)))
+            opts.append((base, q_saving, n * (4 - w / 8), LayerPlan(name, w, a, 0.0)))
             if name in space.prunable:
                 for ratio in space.prune_choices:
                     d = drops.get(f"p{ratio:g}")
                     if ratio > 0 and d is not None:
-                        opts.append((base + max(d, 0.0), q_saving + ratio * int8[name], LayerPlan(name, w, a, ratio)))
+                        opts.append((base + max(d, 0.0), q_saving + ratio * int8[name], n * (4 - (1 - ratio) * w / 8),
+                                     LayerPlan(name, w, a, ratio)))
         options[name] = opts
+    value = {"latency": lambda ms, b: ms, "memory": lambda ms, b: b,
+             "balanced": lambda ms, b: ms / total_ms + b / total_bytes}
+    runs = [("latency", fractions)] if fractions is not None else list(OBJECTIVES)
     plans: list[CompressionPlan] = []
-    for fraction in fractions:
-        plan = _solve(options, space.layers, fraction * max_drop, bins)
-        if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
-            plans.append(plan)
+    for objective, fracs in runs:
+        scored = {name: [(c, value[objective](ms, b), lp) for c, ms, b, lp in opts] for name, opts in options.items()}
+        for fraction in fracs:
+            plan = _solve(scored, space.layers, fraction * max_drop, bins)
+            if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
+                plans.append(plan)
     return plans
 
 

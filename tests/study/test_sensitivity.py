@@ -56,6 +56,26 @@ def test_knapsack_spends_the_budget_where_the_measured_time_is():
     assert knapsack_plans(Sensitivity(100, 0.9, sens.drops, {}, "not measured", 1.0, []), space, 0.01) == []
 
 
+def test_the_memory_knapsack_stores_4_bit_weights_where_the_time_knapsack_does_not():
+    """Same measured drops, weight counts added (c holds most weights): the latency plans never pick w4
+    (no faster than w8, costlier in accuracy); the memory plan puts w4 on c, the largest layer whose w4 is
+    within the budget, and the balanced plan saves on both."""
+    sens, space = hand_made()
+    sens = Sensitivity(**{**sens.to_dict(), "weights": {"a": 1000, "b": 2000, "c": 50000}})
+    plans = knapsack_plans(sens, space, max_drop=0.01)
+    by_layer = [{lp.name: lp for lp in p.layers} for p in plans]
+    assert len(plans) == 4  # latency at 0.5 / 0.8 / 1.0 of the budget; balanced and memory agree here
+    assert all(p["c"].w_bits != 4 for p in by_layer[:3])
+    memory = by_layer[-1]
+    assert memory["c"].w_bits == 4 and memory["b"].w_bits != 4
+    for plan in plans:
+        cost = sum(sens.drops[lp.name][f"w{lp.w_bits}a{lp.a_bits}"] for lp in plan.layers if lp.w_bits < 32)
+        cost += sum(sens.drops[lp.name][f"p{lp.prune:g}"] for lp in plan.layers if lp.prune > 0)
+        assert cost <= 0.01 + 1e-9
+    latency_only = knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,))
+    assert len(latency_only) == 1 and {lp.name: lp for lp in latency_only[0].layers}["c"].w_bits != 4
+
+
 def test_a_search_stores_the_sensitivity_and_runs_the_knapsack_plans_after_the_baselines(sqlite_url):
     from autocomp.study.search import SearchConfig, load_study, run_search
 
