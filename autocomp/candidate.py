@@ -66,6 +66,13 @@ class Context:
             self._reference = Reference(label, compiled.built, compiled.model)
         return self._reference
 
+    def channel_multiple(self) -> int:
+        """Pruned channel counts' multiple for this device's kernels (8 for non-CPU targets)."""
+        from autocomp.device.features import channel_multiple
+
+        target = self.profile.tvm_target()
+        return channel_multiple(target) if target.kind.name == "llvm" else 8
+
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
         from autocomp.lower import lower
@@ -89,7 +96,7 @@ class Context:
             inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
             recovery = Recovery(self.finetune_steps, inputs)
         return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery,
-                        self.profile.fp16_compute())
+                        self.profile.fp16_compute(), self.channel_multiple())
 
     def compile(self, plan: Any, timings: dict[str, float] | None = None) -> Compiled:
         """compress -> lower -> build: the one sequence every stage (search, evaluate, export) runs, so

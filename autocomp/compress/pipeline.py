@@ -9,7 +9,7 @@ from torch import nn
 
 from autocomp.compress.distill import Recovery, distill
 from autocomp.compress.fold import fold_batchnorm
-from autocomp.compress.prune import prune
+from autocomp.compress.prune import ROUND_TO, prune
 from autocomp.compress.quantize import quantize
 from autocomp.compress.recalibrate import recalibrate_batchnorm
 from autocomp.plan import CompressionPlan
@@ -17,14 +17,15 @@ from autocomp.plan import CompressionPlan
 
 def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tensor,
              calib_data: torch.Tensor, protected: tuple[str, ...], recovery: Recovery | None = None,
-             fp16_compute: bool = False) -> nn.Module:
+             fp16_compute: bool = False, round_to: int = ROUND_TO) -> nn.Module:
     """A new compressed model; `model` is left untouched. Deterministic for a given plan.
 
     With `recovery`, a pruned model is fine-tuned by distillation from `model` before quantization.
-    `fp16_compute`: the target does fp16 arithmetic (DeviceProfile.fp16_compute).
+    `fp16_compute`: the target does fp16 arithmetic (DeviceProfile.fp16_compute); `round_to`: pruned
+    channel counts' multiple (device/features.channel_multiple).
     """
     ratios = {lp.name: lp.prune for lp in plan.layers if lp.prune > 0}
-    pruned = prune(model, example_input, ratios, protected)
+    pruned = prune(model, example_input, ratios, protected, round_to)
     if ratios:
         recalibrate_batchnorm(pruned, calib_data)
         if recovery is not None:

@@ -60,3 +60,10 @@ def has_vnni(target: Any) -> bool:
 def has_sdot(target: Any) -> bool:
     """AArch64 with the ARMv8.2 dot product (Pi 5's A76; not the Pi 4's A72)."""
     return is_aarch64(target) and has_feature(target, "dotprod")
+
+
+def channel_multiple(target: Any) -> int:
+    """What pruned channel counts are rounded to: a whole number of the kernels' output-channel vectors.
+    16 on AVX-512 (VNNI's and vpmaddwd's 16 int32 lanes, 16 fp32 lanes): a pruned conv with 40 channels
+    lost the dot-product template (O % 16) and ran the int32-lane one; 8 elsewhere (AVX2, NEON: 8 or 4)."""
+    return 16 if vector_bits(target) == 512 else 8

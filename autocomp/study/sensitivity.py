@@ -72,14 +72,16 @@ def measure(ctx: Any, space: Any) -> Sensitivity:
             drops[name] = {}
             for w, a in layer_choices(space):
                 plan = _with(fp32, LayerPlan(name, w, a, 0.0))
-                model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, None, fp16)
+                model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, None, fp16,
+                                 ctx.channel_multiple())
                 drops[name][choice_key(w, a)] = base - accuracy.accuracy_torch(model, subset)
             if name in space.prunable:
                 for ratio in space.prune_choices:
                     if ratio <= 0:
                         continue
                     plan = _with(fp32, LayerPlan(name, 32, 32, ratio))
-                    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, recovery, fp16)
+                    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, recovery,
+                                     fp16, ctx.channel_multiple())
                     drops[name][f"p{ratio:g}"] = base - accuracy.accuracy_torch(model, subset)
     latency, source = layer_latency(ctx)
     notes = [f"prune drops after {RECOVERY_STEPS} distillation steps" if recovery else "prune drops without recovery"]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 W_CHOICES = (4, 8, 32)  # 16 joins them on targets with fp16 arithmetic (SearchSpace.for_profile)
 A_CHOICES = (8, 32)
-PRUNE_CHOICES = (0.0, 0.25, 0.5)
+PRUNE_CHOICES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # kept channels rounded to the target's multiple (prune.py)
 
 
 @dataclass(frozen=True)

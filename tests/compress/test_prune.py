@@ -25,9 +25,9 @@ def test_channels_are_physically_removed_in_multiples_of_8():
     model, x = _net(), torch.randn(1, 1, 28, 28)
     pruned = prune(model, x, {"features.1.0": 0.25, "features.5.0": 0.5}, ["classifier"])
     mods = dict(pruned.named_modules())
-    assert mods["features.1.0"].out_channels == 32  # 48 * 0.75 = 36, rounded to a multiple of 8
-    assert mods["features.1.1"].num_features == 32  # its BatchNorm follows
-    assert mods["features.2.0"].in_channels == 32  # the next conv loses matching inputs
+    assert mods["features.1.0"].out_channels == 40  # 48 * 0.75 = 36: the nearest multiple of 8 (a tie: more)
+    assert mods["features.1.1"].num_features == 40  # its BatchNorm follows
+    assert mods["features.2.0"].in_channels == 40  # the next conv loses matching inputs
     assert mods["features.5.0"].out_channels == 64 and mods["features.6.0"].in_channels == 64
     assert mods["classifier"].in_features == 128 and mods["classifier"].out_features == 10
     assert pruned(x).shape == (1, 10)
@@ -35,6 +35,16 @@ def test_channels_are_physically_removed_in_multiples_of_8():
     assert sum(p.numel() for p in pruned.parameters()) < n_before
     # the original is untouched
     assert dict(model.named_modules())["features.1.0"].out_channels == 48
+
+
+@pytest.mark.parametrize("ratio, kept", [(0.125, 48), (0.25, 32), (0.375, 32), (0.5, 32), (0.625, 16), (0.75, 16)])
+def test_kept_channels_are_the_nearest_multiple_of_the_targets_vector(ratio, kept):
+    """AVX-512 targets round to 16 (device/features.channel_multiple): FashionNet's 48-channel conv keeps
+    the multiple of 16 nearest (1 - ratio) x 48; a ratio that rounds to no change leaves the layer whole."""
+    model, x = _net(), torch.randn(1, 1, 28, 28)
+    pruned = prune(model, x, {"features.1.0": ratio}, ["classifier"], round_to=16)
+    assert dict(pruned.named_modules())["features.1.0"].out_channels == kept
+    assert pruned(x).shape == (1, 10)
 
 
 def test_zero_ratios_return_an_equal_copy():
