@@ -90,3 +90,18 @@ def test_a_search_stores_the_sensitivity_and_runs_the_knapsack_plans_after_the_b
 
     n_base = len(SearchSpace(**settings["space"]).baselines())
     assert len(fixed) == n_base + len(settings["proposals"])  # queued in that order, each once
+
+
+def test_the_finer_prune_grid_measures_every_other_ratio_and_costs_the_rest_from_above():
+    from autocomp.study.sensitivity import measured_ratios, prune_drop
+
+    grid = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+    assert measured_ratios(grid) == [0.75, 0.5, 0.25]
+    assert measured_ratios((0.0, 0.25, 0.5)) == [0.5, 0.25]
+    drops = {"p0.25": 0.01, "p0.5": 0.03, "p0.75": 0.2}
+    assert [prune_drop(drops, r, grid) for r in grid[1:]] == [0.01, 0.01, 0.03, 0.03, 0.2, 0.2]
+    assert prune_drop({"p0.25": 0.01}, 0.5, grid) is None  # nothing measured above: not costed
+    sens, space = hand_made()
+    finer = SearchSpace(space.layers, space.prunable, space.w_choices, space.a_choices, grid)
+    gone = excluded(sens, finer, max_drop=0.01)
+    assert 0.375 not in gone.get("prune:c", []) and 0.5 in gone["prune:c"]  # only measured ratios are excluded

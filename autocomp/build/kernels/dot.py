@@ -54,6 +54,7 @@ from autocomp.build.kernels.intrin.vnni import register as register_vnni
 from autocomp.device.features import has_feature, has_sdot, has_vnni, is_aarch64
 
 LANES = 16  # int32 lanes of a zmm register
+UNPACK_BLOCK = "autocomp_unpack_int4"  # the block of passes/packed_int4.py this template computes per work item
 KGROUP = 4  # bytes summed per lane by vpdpbusd / sdot
 
 
@@ -272,8 +273,6 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
 def _unpack_block(sch: s_tir.Schedule, top, info, lanes: int, group: int):  # type: ignore[no-untyped-def]
     """The block unpacking the conv's 4-bit weights (None when there is none; False when its bytes are
     packed for another lane layout than this kind's)."""
-    from autocomp.build.passes.packed_int4 import UNPACK_BLOCK
-
     blk = next((b for b in sch.get_child_blocks(top) if sch.get(b).name_hint == UNPACK_BLOCK), None)
     if blk is None:
         return None

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-UNPACK_BLOCK = "autocomp_unpack_int4"  # the block the dot template computes per tile
+from autocomp.build.kernels.dot import UNPACK_BLOCK  # the block the dot template computes per work item
 
 
 def nibble_pack(w: np.ndarray, lanes: int, group: int, ohwi: bool) -> np.ndarray:
@@ -107,7 +107,7 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, t
 
     from autocomp.build.kernels.conv import find_conv
     from autocomp.build.kernels.dot import applicable_kind
-    from autocomp.build.passes.precompute import _use_counts, host_library
+    from autocomp.build.passes.precompute import host_library, use_counts
     from autocomp.build.passes.prepack import weight_param_index
     from autocomp.build.passes.relax_main import rebuild_main
 
@@ -116,7 +116,7 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, t
     num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
     call_tir = tvm.ir.Op.get("relax.call_tir")
     weights = {v: k for k, v in enumerate(main.params[num_input:])}
-    uses = _use_counts(main)
+    uses = use_counts(main)
     # var -> (chain of one-input kernels from a parameter, that parameter): each link used once, so the
     # parameter and the whole chain go when the conv reads the packed bytes instead
     producer: dict[Any, tuple[list[Any], Any]] = {}

@@ -50,7 +50,7 @@ def _fold_once(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.
     num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
     call_tir = tvm.ir.Op.get("relax.call_tir")
     nbytes: dict[Any, int] = {v: a.nbytes for v, a in zip(main.params[num_input:], params)}
-    uses = _use_counts(main)
+    uses = use_counts(main)
     steps: list[tuple[Any, Any, list[Any], tuple[int, ...], str]] = []  # (var, kernel, args, shape, dtype)
     dead: set[Any] = set()  # vars (parameters or folded bindings) whose only use was folded
     kept: set[Any] = set()  # computed here for the kernels after them, but still computed per call
@@ -107,7 +107,7 @@ def host_library(mod: Any, kernels: list[Any]) -> Any:
     return tvm.tirx.build(tvm.IRModule(funcs), target=tvm.target.Target({"kind": "llvm"}))
 
 
-def _use_counts(main: Any) -> dict[Any, int]:
+def use_counts(main: Any) -> dict[Any, int]:
     from tvm import relax
 
     counts: dict[Any, int] = {}
