@@ -14,7 +14,9 @@ Layouts, all produced inside the kernel (no Relax changes of its own):
   stage itself (``transform_layout`` of the intermediate buffer: no extra pass over the data).
   Without padding, a ``cache_read`` stage does it.
 * weight: ``[O, I, KH, KW]`` (or OHWI) -> ``[O/16, I/4, KH, KW, 16, 4]`` (a ``cache_read`` stage, O(weights) per
-  call, as the generic schedule's ``[O/VF, I, KH, KW, VF]`` repack).
+  call, as the generic schedule's ``[O/VF, I, KH, KW, VF]`` repack; prepacked at build time where the weight
+  is a parameter, passes/prepack.py). 4-bit weights (passes/packed_int4.py) arrive two per byte in that
+  order and are unpacked once per parallel work item (a channel block x a chunk of rows), for its tiles.
 * accumulator: ``local`` ``[N, Y, X, F]`` tile of ``16*NV`` channels x ``TY x TX`` pixels, kept in
   zmm registers after unrolling.
 
@@ -218,7 +220,7 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
         sch.unsafe_set_dtype(producer, 0, "int16")
 
     # 3. weight [O, I, KH, KW] (or OHWI) -> [O/16, I/4, KH, KW, 16, 4]; 4-bit weights unpacked in the
-    #    kernel (passes/packed_int4.py) are computed in that layout, a tile at a time (step 4)
+    #    kernel (passes/packed_int4.py) are computed in that layout, once per work item (step 4)
     unpack = _unpack_block(sch, top, info, lanes, group)
     if unpack is False:
         return None

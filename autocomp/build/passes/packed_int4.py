@@ -1,4 +1,4 @@
-"""4-bit conv weights unpacked inside their conv kernel, a tile at a time, instead of by a kernel of their own.
+"""4-bit conv weights unpacked inside their conv kernel, per work item, instead of by a kernel of their own.
 
 The torch importer turns a 4-bit layer's weight into a kernel of floor-divides that unpacks the whole
 weight to int8 on every call (`fused_cast_floor_divide_..._transpose`), then the conv reads the int8
@@ -12,8 +12,8 @@ and the nibbles take no more bytes than the parameter did, the parameter is repl
 weights re-packed two per byte in the order the dot template reads them, ``[O/L, I/G, KH, KW, L*G/2]``:
 byte j of a vector holds lane j (low nibble) and lane j + L*G/2 (high nibble), so one vector of packed
 bytes unpacks with an AND and a shift. The conv kernel gets a block (UNPACK_BLOCK) that computes the
-int8 weight from those bytes; the dot template computes it per tile, next to the instructions that use
-it (kernels/dot.py). Both are put into one PrimFunc by TVM's own FuseTIR. The bytes the artifact stores
+int8 weight from those bytes; the dot template computes it once per parallel work item, for that item's
+channels, into a small buffer its dot-product instructions read (kernels/dot.py). Both are put into one PrimFunc by TVM's own FuseTIR. The bytes the artifact stores
 do not grow (checked per weight), so memory figures stay the packed size.
 """
 
