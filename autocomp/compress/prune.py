@@ -13,6 +13,7 @@ distinct candidates share workloads.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Iterable
 
 import torch
@@ -30,8 +31,6 @@ def _rounded(layer: nn.Module, ratio: float, multiple: int) -> float:
     """The ratio that keeps the multiple of `multiple` channels nearest to (1 - ratio) of the layer's
     (ties: more), at least one multiple; 0 when that is all of them. Torch-Pruning alone rounds the kept
     count down, which took a 32-channel layer from 28 to 16 at ratio 0.125 with multiples of 16."""
-    import math
-
     channels = getattr(layer, "out_channels", None) or getattr(layer, "out_features", None)
     if not channels:
         return ratio

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from autocomp.build.kernels.dot import UNPACK_BLOCK  # the block the dot template computes per work item
+from autocomp.build.passes.prepack import Packing, param_buffer, weight_param_index
+from autocomp.build.passes.relax_main import num_inputs, rebuild_main
 
 
 def nibble_pack(w: np.ndarray, lanes: int, group: int, ohwi: bool) -> np.ndarray:
     """An int8 weight (values in [-8, 7]) as ``[O/L, I/G, KH, KW, L*G/2]`` uint8, two lanes per byte."""
-    from autocomp.build.passes.prepack import Packing
-
     dot = Packing(0, "dot", lanes, group, ohwi).pack(w)  # [O/L, I/G, KH, KW, L, G]
     flat = dot.reshape(*dot.shape[:4], lanes * group).astype(np.int16) + 8
     half = lanes * group // 2
@@ -61,27 +61,13 @@ def unpack_func(shape: tuple[int, ...], lanes: int, group: int, ohwi: bool) -> A
     return te.create_prim_func([packed, weight])
 
 
-def _chain_vars(main: Any, last: Any, n: int) -> list[Any]:
-    """The `n` bindings ending at `last`, each the one input of the next."""
-    bound = {b.var: b.value for block in main.body.blocks for b in block.bindings}
-    out = [last]
-    while len(out) < n:
-        out.append(bound[out[-1]].args[1].fields[0])
-    return out
-
-
-def _param_buffer(func: Any, j: int) -> Any:
-    p = func.params[j]
-    return p if hasattr(p, "shape") else func.buffer_map[p]
-
-
 def merge(unpack: Any, conv: Any, weight_index: int, arg_types: list[Any], out_type: Any) -> Any:
     """One PrimFunc: `unpack` feeding `conv`'s parameter `weight_index`, fused by relax.FuseTIR."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
     gu, gk = bb.add_func(unpack, "unpack"), bb.add_func(conv, "conv")
-    packed_ty = relax.TensorType([int(d) for d in _param_buffer(unpack, 0).shape], "uint8")
+    packed_ty = relax.TensorType([int(d) for d in param_buffer(unpack, 0).shape], "uint8")
     weight_ty = arg_types[weight_index]
     params = [relax.Var(f"a{j}", packed_ty if j == weight_index else t) for j, t in enumerate(arg_types)]
     with bb.function("merged", params, attrs={"Primitive": True}, private=True):
@@ -108,19 +94,17 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, t
     from autocomp.build.kernels.conv import find_conv
     from autocomp.build.kernels.dot import applicable_kind
     from autocomp.build.passes.precompute import host_library, use_counts
-    from autocomp.build.passes.prepack import weight_param_index
-    from autocomp.build.passes.relax_main import rebuild_main
 
     target = tvm.target.Target(target) if not isinstance(target, tvm.target.Target) else target
     main = mod["main"]
-    num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
+    num_input = num_inputs(main)
     call_tir = tvm.ir.Op.get("relax.call_tir")
     weights = {v: k for k, v in enumerate(main.params[num_input:])}
     uses = use_counts(main)
-    # var -> (chain of one-input kernels from a parameter, that parameter): each link used once, so the
-    # parameter and the whole chain go when the conv reads the packed bytes instead
-    producer: dict[Any, tuple[list[Any], Any]] = {}
-    sites = []  # (binding, argument position, chain, parameter, conv kernel)
+    # var -> (chain of one-input kernels from a parameter, their output vars, that parameter): each link
+    # used once, so the parameter and the whole chain go when the conv reads the packed bytes instead
+    producer: dict[Any, tuple[list[Any], list[Any], Any]] = {}
+    sites = []  # (conv binding, argument position, chain, chain vars, parameter, dot kind, conv info)
     for block in main.body.blocks:
         for binding in block.bindings:
             call = binding.value
@@ -129,29 +113,29 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, t
             args = list(call.args[1].fields)
             if len(args) == 1 and uses.get(args[0], 0) == 1 and uses.get(binding.var, 0) == 1 \
                     and (args[0] in weights or args[0] in producer):
-                chain, root = producer.pop(args[0], ([], args[0]))
-                producer[binding.var] = ([*chain, call.args[0]], root)
+                chain, links, root = producer.pop(args[0], ([], [], args[0]))
+                producer[binding.var] = ([*chain, call.args[0]], [*links, binding.var], root)
                 continue
             for j, a in enumerate(args):
-                if a in producer:
-                    sites.append((binding, j, *producer[a], call.args[0]))
-    if not sites:
+                if a not in producer:
+                    continue
+                conv = mod[call.args[0]]
+                info = find_conv(s_tir.Schedule(conv))
+                kind = applicable_kind(conv, target) if info is not None and not info.group_out else None
+                if kind is not None and weight_param_index(conv, info) == j:
+                    sites.append((binding, j, *producer[a], kind, info))
+    if not sites:  # nothing to build on the host: no conv here takes a dot product on an unpacked weight
         return mod, params, []
-    lib = host_library(mod, list({gv.name_hint: gv for _b, _j, chain, _p, _k in sites for gv in chain}.values()))
+    lib = host_library(mod, list({gv.name_hint: gv for site in sites for gv in site[2]}.values()))
     new_params = list(params)
     swap: dict[Any, Any] = {}  # parameter var -> packed var
     calls: dict[Any, tuple[str, list[Any]]] = {}  # conv binding var -> (kernel, arguments)
     dropped: set[Any] = set()  # unpack bindings whose conv now unpacks
     funcs: dict[str, Any] = {}
-    for binding, j, chain, p, k in sites:
-        conv = mod[k]
-        info = find_conv(s_tir.Schedule(conv))
-        kind = applicable_kind(conv, target) if info is not None and not info.group_out else None
-        if kind is None or weight_param_index(conv, info) != j:
-            continue
+    for binding, j, chain, links, p, kind, info in sites:
         w = params[weights[p]]
         for gv in chain:
-            out = _param_buffer(mod[gv], len(mod[gv].params) - 1)
+            out = param_buffer(mod[gv], len(mod[gv].params) - 1)
             result = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], dtype=str(out.dtype)))
             lib[gv.name_hint](tvm.runtime.tensor(np.ascontiguousarray(w)), result)
             w = result.numpy()
@@ -160,15 +144,16 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, t
         packed = nibble_pack(w, kind.lanes, kind.group, info.nhwc)
         if packed.nbytes > params[weights[p]].nbytes:
             continue  # e.g. 2-bit weights: a nibble each would double their bytes
+        k = binding.value.args[0]
         name = f"{k.name_hint}_int4_{kind.lanes}x{kind.group}"
         if name not in funcs:
             arg_types = [a.ty for a in binding.value.args[1].fields]
-            funcs[name] = merge(unpack_func(w.shape, kind.lanes, kind.group, info.nhwc), conv, j, arg_types,
+            funcs[name] = merge(unpack_func(w.shape, kind.lanes, kind.group, info.nhwc), mod[k], j, arg_types,
                                 binding.var.ty)
         new_params[weights[p]] = packed
         swap[p] = relax.Var(p.name, relax.TensorType(list(packed.shape), "uint8"))
         args = list(binding.value.args[1].fields)
-        dropped.update(_chain_vars(main, args[j], len(chain)))
+        dropped.update(links)
         args[j] = swap[p]
         calls[binding.var] = (name, args)
     if not funcs:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from autocomp.build.kernels.winograd import GROWS_WEIGHTS
+from autocomp.build.passes.relax_main import num_inputs
 
 
 def fold(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.ndarray, ...], list[str]]:
@@ -47,7 +48,7 @@ def _fold_once(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.
     from tvm.ir.expr import Constant
 
     main = mod["main"]
-    num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
+    num_input = num_inputs(main)
     call_tir = tvm.ir.Op.get("relax.call_tir")
     nbytes: dict[Any, int] = {v: a.nbytes for v, a in zip(main.params[num_input:], params)}
     uses = use_counts(main)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from autocomp.build.passes.relax_main import num_inputs
+
 
 @dataclass(frozen=True)
 class Packing:
@@ -45,7 +47,7 @@ def packable_weights(mod: Any) -> dict[str, set[int]]:
     import tvm
 
     main = mod["main"]
-    num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
+    num_input = num_inputs(main)
     weights = list(main.params[num_input:])
     call_tir = tvm.ir.Op.get("relax.call_tir")
     uses: dict[Any, int] = {}
@@ -68,14 +70,20 @@ def packable_weights(mod: Any) -> dict[str, set[int]]:
     return out
 
 
+def param_buffer(func: Any, j: int) -> Any:
+    """The buffer of a PrimFunc's parameter `j` (TVM 0.27 gives buffers directly; older, a buffer_map)."""
+    p = func.params[j]
+    return p if hasattr(p, "shape") else func.buffer_map[p]
+
+
 def weight_param_index(func: Any, info: Any) -> int:
     """Which PrimFunc parameter is the conv's weight buffer."""
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
     weight = sch.get(sch.get_sblock(info.block)).reads[info.weight_read].source
-    for j, p in enumerate(func.params):
-        buf = p if hasattr(p, "shape") else func.buffer_map[p]
+    for j in range(len(func.params)):
+        buf = param_buffer(func, j)
         if buf.same_as(weight) or buf.data.same_as(weight.data):
             return j
     return -1
@@ -91,7 +99,7 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], packed: dict[str, Packing]) 
     if not packed:
         return mod, params
     main = mod["main"]
-    num_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
+    num_input = num_inputs(main)
     call_tir = tvm.ir.Op.get("relax.call_tir")
     swap: dict[Any, Any] = {}
     new_params = list(params)

@@ -7,6 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def num_inputs(main: Any) -> int:
+    """How many of `main`'s parameters are inputs (the rest are weights): the importer's attribute, else 1."""
+    return int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else 1
+
+
 def rebuild_main(mod: Any, main: Any, body: Any, fn_params: list[Any], swap: dict[Any, Any]) -> Any:
     """`mod` with `main` re-declared as (fn_params) -> body, every use of a key of `swap` replaced.
 
