@@ -143,6 +143,9 @@ class PreparedSearch:
             try:
                 result, _model, _built = evaluate_plan(self.ctx, plan)
             except CandidateError as exc:
+                # the Ctrl-C that stops the search can break the candidate first (a compiler child in its
+                # process group killed, the signal raised inside a TVM callback): stopped, not failed
+                interrupt.check()
                 trial.set_user_attr("error", str(exc))
                 raise
         return self._record(trial, result)
@@ -200,7 +203,10 @@ class PreparedSearch:
                         study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - no public accessor
                     interrupt.check()
                     for future in done:
-                        tell(in_flight.pop(future), pool.finish(future))
+                        result = pool.finish(future)
+                        if isinstance(result, CandidateError):
+                            interrupt.check()  # as in _objective; the trial is still in_flight: queued below
+                        tell(in_flight.pop(future), result)
             finally:
                 for trial in in_flight.values():
                     trial.set_user_attr("error", "the search stopped before this trial was measured; enqueued again")

@@ -135,9 +135,14 @@ def _schema_race(exc: Exception) -> bool:
 def requeue(study: Any, trial: Any) -> None:
     """A trial whose worker died: its plan goes back in the queue as a WAITING copy (same parameters,
     its plan; not its worker), at most MAX_RETRY times. Optuna's RetryHeartbeatStaleTrialCallback
-    does the same but copies every user attribute, and a copied worker would look dead again."""
+    does the same but copies every user attribute, and a copied worker would look dead again.
+
+    A trial stopped before its plan was chosen (between ask and the last suggest) is not queued: it
+    holds no plan to repeat, and its partial parameters would pin a later trial's choices."""
     import optuna
 
+    if "plan" not in trial.user_attrs and "fixed_params" not in trial.system_attrs:
+        return
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if len(history) > MAX_RETRY:
         return

@@ -25,6 +25,11 @@ def _running_with_worker(db, n=1):
     return sum(t.state == STATE.RUNNING and {"worker", "plan"} <= set(t.user_attrs) for t in _trials(db)) >= n
 
 
+def _chosen(trial):
+    """A trial's plan, or the parameters it was enqueued with; None if stopped before choosing one."""
+    return trial.user_attrs.get("plan") or trial.system_attrs.get("fixed_params")
+
+
 def _completed(db):
     return {t.number: t.user_attrs["result"] for t in _trials(db) if t.state == STATE.COMPLETE}
 
@@ -99,7 +104,9 @@ def test_ctrl_c_is_one_line_and_the_interrupted_trial_runs_next(tmp_path):
     trials = _trials(db)
     assert not [t for t in trials if t.state == STATE.RUNNING]
     assert len([t for t in trials if t.state == STATE.COMPLETE]) < 4  # it stopped
-    waiting = [t.params or t.system_attrs["fixed_params"] for t in trials if t.state == STATE.WAITING]
-    assert all(t.params in waiting for t in trials if t.state == STATE.FAIL)  # an interrupted trial: queued again
+    waiting = [_chosen(t) for t in trials if t.state == STATE.WAITING]
+    stopped = [t for t in trials if t.state == STATE.FAIL]
+    assert not [t.user_attrs["error"] for t in stopped if "error" in t.user_attrs]  # none failed as a candidate
+    assert all(_chosen(t) in waiting for t in stopped if _chosen(t) is not None)  # its plan: queued again
     _rerun(db, tmp_path, len(waiting))
     assert not [t for t in _trials(db) if t.state in (STATE.RUNNING, STATE.WAITING)]

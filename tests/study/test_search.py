@@ -92,6 +92,50 @@ def test_a_baseline_interrupted_under_the_objective_runs_on_resume(sqlite_url, m
     assert labels == [b for b in base if b != "w8a8"] + ["w8a8"]
 
 
+def test_a_candidate_broken_by_the_ctrl_c_is_stopped_not_failed(sqlite_url, monkeypatch):
+    """A terminal's Ctrl-C reaches the compiler children too: the candidate can fail (CandidateError)
+    before the search hears the interrupt. That trial is queued again, with no error of its own."""
+    import threading
+
+    import autocomp.candidate as candidate
+    from autocomp import interrupt
+
+    monkeypatch.setattr(interrupt, "_REQUESTED", threading.Event())
+    real = candidate.evaluate_plan
+
+    def broken_by_ctrl_c(ctx, plan):
+        if plan.summary() == "w8a8":
+            interrupt._REQUESTED.set()  # the CLI's handler heard it, the compiler child died of it
+            raise CandidateError("TVM compile for host failed: the compiler was killed")
+        return real(ctx, plan)
+
+    monkeypatch.setattr(candidate, "evaluate_plan", broken_by_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg(sqlite_url, trials=3, jobs=1))
+    trials = load_study("s", sqlite_url).trials
+    stopped = trials[baseline_labels(sqlite_url).index("w8a8")]
+    assert stopped.state == optuna.trial.TrialState.FAIL and "error" not in stopped.user_attrs
+    queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING and t.user_attrs.get("plan")]
+    assert [t.system_attrs["failed_trial"] for t in queued] == [stopped.number]
+
+
+def test_a_trial_stopped_before_its_plan_is_not_queued(sqlite_url):
+    from autocomp.study.storage import requeue
+
+    study = optuna.create_study(storage=sqlite_url, study_name="q")
+    trial = study.ask()
+    trial.suggest_categorical("a", [1, 2])  # one choice of several made, no plan yet
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    requeue(study, study.trials[0])
+    assert len(study.trials) == 1  # nothing to repeat; a copy would pin "a" for a later trial
+    study.enqueue_trial({"a": 2})
+    enqueued = study.ask()
+    study.tell(enqueued, state=optuna.trial.TrialState.FAIL)
+    requeue(study, study.trials[1])  # an enqueued trial keeps its fixed parameters
+    assert study.trials[2].state == optuna.trial.TrialState.WAITING
+    assert study.trials[2].system_attrs["fixed_params"] == {"a": 2}
+
+
 def test_resuming_with_other_settings_is_refused(sqlite_url):
     run_search(cfg(sqlite_url, trials=1))
     with pytest.raises(UserError, match="max_accuracy_drop"):
