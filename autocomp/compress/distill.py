@@ -8,12 +8,17 @@ the same weights, so an exported trial is the trial that was measured.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+CACHE_BYTES = 64 << 20  # teacher outputs kept per (teacher, recovery); beyond it they are computed per step
 
+# teacher -> (its state, the recovery's inputs and draw) -> the teacher's output for each step's batch
+_TARGETS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], list[torch.Tensor]]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,37 @@ def distill(student: nn.Module, teacher: nn.Module, recovery: Recovery) -> nn.Mo
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=recovery.lr)
     n = len(recovery.inputs)
-    for _ in range(recovery.steps):
+    targets = _targets(teacher, recovery)
+    for step in range(recovery.steps):
         idx = torch.randint(0, n, (min(recovery.batch, n),), generator=gen)
         x = recovery.inputs[idx]
-        with torch.no_grad():
-            target = teacher(x)
+        if step < len(targets):
+            target = targets[step]
+        else:
+            with torch.no_grad():
+                target = teacher(x)
+            if (step + 1) * target.nelement() * target.element_size() <= CACHE_BYTES:
+                targets.append(target)
         opt.zero_grad()
         nn.functional.mse_loss(student(x), target).backward()
         opt.step()
     for p in params:
         p.requires_grad_(False)
     return student.eval()
+
+
+def _targets(teacher: nn.Module, recovery: Recovery) -> list[torch.Tensor]:
+    """The teacher's outputs for the batches a recovery draws, kept across calls. Why: every pruned
+    candidate (and every pruning group the sensitivity step measures) distills from the same teacher
+    with the same seeded draw, so the batches are the same each time; the teacher's forward was a third
+    of each step. The key holds the teacher's parameter and buffer versions (an in-place update, e.g.
+    training it further, starts a new list) and the identity of the inputs."""
+    inputs = recovery.inputs
+    state = tuple(t._version for t in (*teacher.parameters(), *teacher.buffers()))  # noqa: SLF001
+    key = (state, id(inputs), inputs.data_ptr(), inputs._version, tuple(inputs.shape), recovery.seed,  # noqa: SLF001
+           recovery.batch)
+    per_teacher = _TARGETS.setdefault(teacher, {})
+    if key not in per_teacher:
+        per_teacher.clear()  # an older state's outputs are never read again
+        per_teacher[key] = []
+    return per_teacher[key]

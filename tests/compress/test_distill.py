@@ -28,3 +28,35 @@ def test_distillation_recovers_pruned_accuracy_and_is_deterministic(digits_task,
 def test_recovery_inputs_are_not_evaluation_data(digits_task):
     evals = {x.numpy().tobytes() for x in digits_task.eval_inputs}
     assert sum(x.numpy().tobytes() in evals for x in digits_task.recovery_inputs) <= 2  # digits has duplicates
+
+
+def test_kept_teacher_outputs_give_the_same_weights_and_follow_the_teacher(digits_task, digits_ctx):
+    """The teacher's outputs are kept across distillations (the same seeded batches each time): a
+    second distillation reads them and ends on bit-identical weights; a teacher changed in place (its
+    tensors' versions move) is asked again."""
+    import copy
+
+    from autocomp.compress import distill as mod
+
+    teacher = copy.deepcopy(digits_ctx.model)
+    ratios = {n: 0.5 for n in digits_ctx.prunable}
+    recovery = Recovery(steps=40, inputs=digits_task.recovery_inputs)
+
+    students = [prune(teacher, digits_task.example_input, ratios, digits_ctx.protected) for _ in range(4)]
+    student = students.pop  # made before the hook: a copy of the teacher would carry it
+
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    first = distill(student(), teacher, recovery)
+    assert len(calls) == 40 and len(next(iter(mod._TARGETS[teacher].values()))) == 40
+    second = distill(student(), teacher, recovery)
+    assert len(calls) == 40  # every target read back
+    assert all(torch.equal(x, y) for x, y in zip(first.state_dict().values(), second.state_dict().values()))
+    with torch.no_grad():
+        next(teacher.parameters()).mul_(0.5)
+    third = distill(student(), teacher, recovery)
+    assert len(calls) == 40 + 40  # a new teacher state: its own outputs
+    assert not all(torch.equal(x, y) for x, y in zip(first.state_dict().values(), third.state_dict().values()))
+    mod._TARGETS.pop(teacher)
+    fresh = distill(student(), teacher, recovery)  # computed anew: the same as the kept ones gave
+    assert all(torch.equal(x, y) for x, y in zip(third.state_dict().values(), fresh.state_dict().values()))
