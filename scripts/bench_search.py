@@ -39,6 +39,7 @@ warnings.filterwarnings("ignore")
 import _bench  # noqa: E402
 
 from autocomp.study.pareto import hypervolume_2d  # noqa: E402  (reference point (1.1, 1.1))
+from autocomp.study.space import FIXED_PLAN  # noqa: E402
 
 
 def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url: str) -> dict:
@@ -61,7 +62,7 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
     completed = pareto.completed(study)
     by_number = {t.number: t for t in completed}
     # the uniform baselines, by plan: the knapsack proposals are enqueued too, but they are the search's own
-    baseline_numbers = {t.number for t in completed if "fixed_params" in t.system_attrs and uniform_plan(t)}
+    baseline_numbers = {t.number for t in completed if FIXED_PLAN in t.user_attrs and uniform_plan(t)}
     proposed = [t for t in completed if t.number not in baseline_numbers]
     fp32 = pareto.baseline(study)
     w8a8 = next((t for t in completed if t.user_attrs["result"]["plan_label"] == "w8a8"), None)

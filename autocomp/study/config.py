@@ -123,7 +123,9 @@ def make_sampler(seed: int, kind: str = "tpe") -> Any:
         return optuna.samplers.NSGAIISampler(seed=seed)
     if kind == "gp":
         return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
+    from autocomp.study.tpe import SpaceTPESampler
+
+    return SpaceTPESampler(seed=seed, n_startup_trials=6, multivariate=True, constant_liar=True)
 
 
 

@@ -156,27 +156,47 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
 
 
 def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[Any]]:
-    """Choices that alone drop accuracy by more than the budget: not offered to the sampler. The values
-    the uniform baselines use stay (Optuna cannot enqueue a value a distribution lacks); the knapsack
-    never picks them."""
-    keep_w = {lp.w_bits for _, plan in space.baselines() for lp in plan.layers}
-    keep_a = {lp.a_bits for _, plan in space.baselines() for lp in plan.layers}
-    keep_p = {lp.prune for _, plan in space.baselines() for lp in plan.layers}
+    """Choices not offered to the sampler (enqueued plans may still hold them, space.FIXED_PLAN):
+
+    * a choice that alone drops accuracy by more than the budget;
+    * on a layer whose measured int8 kernels are faster than its fp32 ones and whose int8 alone costs
+      no accuracy the subset can show (at most one sample's worth), fp32 weights (w32) and fp32 inputs
+      (a32): they are slower and larger for nothing. In searches of the built-in task 7 of 9 sampled
+      plans kept some float layer and were dominated by uniform w8a8.
+    """
     out: dict[str, list[Any]] = {}
+    fp32, int8 = sens.latency_ms.get("fp32", {}), sens.latency_ms.get("w8a8", {})
     for name, drops in sens.drops.items():
         for w in space.w_choices:
             costs = [d for k, d in drops.items() if k.startswith(f"w{w}a")]
-            if w not in keep_w and costs and min(costs) > max_drop:
+            if costs and min(costs) > max_drop:
                 out.setdefault(f"w_bits:{name}", []).append(w)
         for ratio in space.prune_choices:
             d = drops.get(f"p{ratio:g}")
-            if ratio not in keep_p and d is not None and d > max_drop:
+            if d is not None and d > max_drop:
                 out.setdefault(f"prune:{name}", []).append(ratio)
         for a in space.a_choices:
             costs = [d for k, d in drops.items() if k.endswith(f"a{a}") and not k.startswith("w32")]
-            if a not in keep_a and costs and min(costs) > max_drop:
+            if costs and min(costs) > max_drop:
                 out.setdefault(f"a_bits:{name}", []).append(a)
+        if _int8_dominates(drops, fp32.get(name), int8.get(name), 1.0 / max(sens.subset, 1), space):
+            for param, value in ((f"w_bits:{name}", 32), (f"a_bits:{name}", 32)):
+                if value not in out.get(param, []):
+                    out.setdefault(param, []).append(value)
     return out
+
+
+def _int8_dominates(drops: dict[str, float], fp32_ms: float | None, int8_ms: float | None, tol: float,
+                    space: Any) -> bool:
+    """Whether int8 on this layer is measured faster than fp32 and costs no more accuracy (within `tol`)
+    than fp32 (drop 0) or than weight-only compression (fp32 inputs, computed in fp32) at any weight width."""
+    if fp32_ms is None or int8_ms is None or int8_ms >= fp32_ms or 8 not in space.a_choices:
+        return False
+    w8 = drops.get(choice_key(8, 8))
+    if w8 is None or w8 > tol:
+        return False
+    return all(drops[choice_key(w, 8)] <= drops[choice_key(w, 32)] + tol for w in space.w_choices
+               if w < 32 and choice_key(w, 8) in drops and choice_key(w, 32) in drops)
 
 
 OBJECTIVES = (("latency", (0.5, 0.8, 1.0)), ("balanced", (1.0,)), ("memory", (1.0,)))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 W_CHOICES = (4, 8, 32)  # 16 joins them on targets with fp16 arithmetic (SearchSpace.for_profile)
 A_CHOICES = (8, 32)
 PRUNE_CHOICES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # kept channels rounded to the target's multiple (prune.py)
+FIXED_PLAN = "fixed_plan"  # user attribute of an enqueued trial: the plan it measures, whatever the sampler is offered
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,31 @@ class SearchSpace:
         gone = self.excluded.get(param, [])
         return [v for v in values if v not in gone]
 
+    def distributions(self) -> dict[str, optuna.distributions.CategoricalDistribution]:
+        """Every parameter `suggest` asks for, with the choices it offers (the sampler's search space)."""
+        from optuna.distributions import CategoricalDistribution
+
+        out = {}
+        for name in self.layers:
+            out[f"w_bits:{name}"] = CategoricalDistribution(self.choices(f"w_bits:{name}", self.w_choices))
+            out[f"a_bits:{name}"] = CategoricalDistribution(self.choices(f"a_bits:{name}", self.a_choices))
+            if name in self.prunable:
+                out[f"prune:{name}"] = CategoricalDistribution(self.choices(f"prune:{name}", self.prune_choices))
+        return out
+
     def suggest(self, trial: optuna.Trial) -> CompressionPlan:
+        """The trial's plan: the one it was enqueued with (FIXED_PLAN), else the sampler's.
+
+        An enqueued plan may hold values the sampler is not offered (fp32 layers in the fp32 baseline
+        where int8 costs nothing, see sensitivity.excluded): those are not suggested, the others are
+        (fixed by `params`), so the sampler still learns from the plan's offered choices."""
+        fixed = trial.user_attrs.get(FIXED_PLAN)
+        if fixed is not None:
+            plan = CompressionPlan.from_dict(fixed)
+            for param, dist in self.distributions().items():
+                if self.value(plan, param) in dist.choices:
+                    trial.suggest_categorical(param, dist.choices)
+            return plan
         layers = []
         for name in self.layers:
             w = trial.suggest_categorical(f"w_bits:{name}", self.choices(f"w_bits:{name}", self.w_choices))
@@ -57,16 +82,22 @@ class SearchSpace:
             layers.append(LayerPlan(name, int(w), int(a), float(p)))
         return CompressionPlan(tuple(layers))
 
+    @staticmethod
+    def value(plan: CompressionPlan, param: str) -> Any:
+        """`plan`'s value of a trial parameter ("w_bits:<layer>", "a_bits:<layer>", "prune:<layer>")."""
+        kind, name = param.split(":", 1)
+        lp = plan.layer(name)
+        return {"w_bits": lp.w_bits, "a_bits": lp.a_bits, "prune": lp.prune}[kind]
+
     def params(self, plan: CompressionPlan) -> dict[str, Any]:
-        """Trial parameters that make `suggest` return `plan` (for enqueue_trial)."""
-        out: dict[str, Any] = {}
-        for name in self.layers:
-            lp = plan.layer(name)
-            out[f"w_bits:{name}"] = lp.w_bits
-            out[f"a_bits:{name}"] = lp.a_bits
-            if name in self.prunable:
-                out[f"prune:{name}"] = lp.prune
-        return out
+        """Trial parameters of `plan` that the sampler is offered (enqueue_trial fixes them)."""
+        dists = self.distributions()
+        return {param: self.value(plan, param) for param, dist in dists.items()
+                if self.value(plan, param) in dist.choices}
+
+    def enqueue(self, study: optuna.Study, plan: CompressionPlan) -> None:
+        """Queue `plan` to be measured next as it is, whether or not the sampler may propose it."""
+        study.enqueue_trial(self.params(plan), user_attrs={FIXED_PLAN: plan.to_dict()})
 
     def baselines(self) -> list[tuple[str, CompressionPlan]]:
         """The obvious uniform choices, evaluated first so the front is never worse than them."""

@@ -30,15 +30,22 @@ def hand_made():
              "c": {"w8a8": 0.003, "w4a8": 0.005, "w8a32": 0.002, "w4a32": 0.004, "p0.25": 0.05, "p0.5": 0.3}}
     latency = {"fp32": {"a": 1.0, "b": 0.2, "c": 0.3}, "w8a8": {"a": 0.3, "b": 0.1, "c": 0.1}}
     space = SearchSpace(("a", "b", "c"), ("a", "b", "c"), (4, 8, 32), (8, 32), (0.0, 0.25, 0.5))
-    return Sensitivity(100, 0.9, drops, latency, "vm instrument (measured)", 1.0), space
+    return Sensitivity(1000, 0.9, drops, latency, "vm instrument (measured)", 1.0), space
 
 
-def test_choices_that_alone_break_the_budget_are_not_offered_except_the_baselines_own():
+def test_choices_that_alone_break_the_budget_or_that_int8_dominates_are_not_offered():
     sens, space = hand_made()
     gone = excluded(sens, space, max_drop=0.01)
-    assert gone == {"w_bits:b": [4], "prune:c": [0.5]}  # c's p0.25 breaks it too, but w8a8 p0.25 is a baseline
+    assert gone == {"w_bits:b": [4], "prune:c": [0.25, 0.5],  # alone over the budget (baselines: enqueued whole)
+                    "w_bits:a": [32], "a_bits:a": [32]}  # a: int8 faster, and within one sample of the subset
+    # b and c keep fp32 layers: their int8 costs 2 and 3 samples of the subset's 1000
     pruned = space.__class__(**{**space.to_dict(), "excluded": gone})
-    assert pruned.choices("w_bits:b", pruned.w_choices) == [8, 32] and pruned.choices("w_bits:a", pruned.w_choices) == [4, 8, 32]
+    assert pruned.choices("w_bits:b", pruned.w_choices) == [8, 32] and pruned.choices("w_bits:a", pruned.w_choices) == [4, 8]
+    slower = Sensitivity(**{**sens.to_dict(), "latency_ms": {"fp32": {"a": 0.2, "b": 0.2, "c": 0.3},
+                                                              "w8a8": {"a": 0.3, "b": 0.1, "c": 0.1}}})
+    assert "w_bits:a" not in excluded(slower, space, max_drop=0.01)  # int8 measured slower there: fp32 stays
+    weight_only = {**sens.drops, "a": {**sens.drops["a"], "w4a8": 0.009}}  # w4 needs fp32 inputs on a
+    assert "a_bits:a" not in excluded(Sensitivity(**{**sens.to_dict(), "drops": weight_only}), space, max_drop=0.01)
 
 
 def test_knapsack_spends_the_budget_where_the_measured_time_is():
@@ -85,11 +92,18 @@ def test_a_search_stores_the_sensitivity_and_runs_the_knapsack_plans_after_the_b
     settings = study.user_attrs["autocomp"]
     assert study.user_attrs["sensitivity"]["latency_source"] == "vm instrument (measured)"
     assert isinstance(settings["excluded"], dict) and settings["proposals"]
-    fixed = [t for t in study.trials if "fixed_params" in t.system_attrs]
-    from autocomp.study.space import SearchSpace
+    from autocomp.study.space import FIXED_PLAN, SearchSpace
 
-    n_base = len(SearchSpace(**settings["space"]).baselines())
-    assert len(fixed) == n_base + len(settings["proposals"])  # queued in that order, each once
+    fixed = [t for t in study.trials if FIXED_PLAN in t.user_attrs]
+    space = SearchSpace(**settings["space"])
+    plans = [t.user_attrs[FIXED_PLAN] for t in fixed]
+    assert plans[:len(space.baselines())] == [p.to_dict() for _, p in space.baselines()]  # first, in order
+    assert len(fixed) <= len(space.baselines()) + len(settings["proposals"])  # then the proposals: each plan once
+    assert len({str(p) for p in plans}) == len(plans)
+    # the fp32 baseline is measured as fp32 even where the sampler is not offered fp32 layers
+    assert fixed[0].user_attrs["result"]["plan_label"] == "fp32" and fixed[0].state.name == "COMPLETE"
+    gone = [param for param, values in settings["excluded"].items() if 32 in values and param.startswith("w_bits")]
+    assert not set(gone) & set(fixed[0].params), (gone, fixed[0].params)  # what the sampler is not offered
 
 
 def test_the_finer_prune_grid_measures_every_other_ratio_and_costs_the_rest_from_above():

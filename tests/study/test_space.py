@@ -27,3 +27,28 @@ def test_integer_choices_follow_the_profile_precisions():
     mali = SearchSpace.for_profile(LAYERS, PRUNABLE, load_profile("mali-g76"))  # fp32 / fp16 only
     assert (mali.w_choices, mali.a_choices) == ((16, 32), (16, 32))
     assert "w8a8" not in dict(mali.baselines())
+
+
+def test_an_enqueued_plan_is_measured_whole_and_records_only_what_the_sampler_is_offered():
+    """fp32 layers not offered (int8 dominates there): the fp32 baseline still runs as fp32; its trial
+    records the offered values only, and a sampled trial never proposes what is not offered."""
+    import optuna
+
+    from autocomp.study.config import make_sampler
+    from autocomp.study.space import FIXED_PLAN
+
+    space = SearchSpace(LAYERS, PRUNABLE, excluded={"w_bits:a": [32], "a_bits:a": [32]})
+    study = optuna.create_study(directions=["minimize"], sampler=make_sampler(0))
+    study.sampler.search_space = space.distributions()
+    fp32 = dict(space.baselines())["fp32"]
+    space.enqueue(study, fp32)
+    trial = study.ask()
+    assert trial.user_attrs[FIXED_PLAN] == fp32.to_dict() and space.suggest(trial) == fp32
+    assert set(trial.params) == {"w_bits:b", "a_bits:b", "prune:a"}  # a's 32-bit values are not offered
+    study.tell(trial, 1.0)
+    for i in range(10):  # past TPE's startup trials: its own proposals, from the offered values only
+        t = study.ask()
+        plan = space.suggest(t)
+        assert plan.layer("a").w_bits != 32 and plan.layer("a").a_bits != 32
+        study.tell(t, float(i))
+    assert space.params(fp32) == {"w_bits:b": 32, "a_bits:b": 32, "prune:a": 0.0}
