@@ -86,7 +86,8 @@ def measure(ctx: Any, space: Any) -> Sensitivity:
     skipped = sorted(set(r for r in space.prune_choices if r > 0) - set(measured_ratios(space.prune_choices)))
     if skipped and space.prunable:
         notes.append("not measured: prune ratios " + ", ".join(f"{r:g}" for r in skipped)
-                     + " (the knapsack costs each at the next larger measured ratio's drop; never excluded)")
+                     + " (the knapsack costs each at the next larger measured ratio's drop; not offered where the"
+                       " next smaller measured ratio is over the budget)")
     modules = dict(ctx.model.named_modules())
     weights = {name: int(modules[name].weight.numel()) for name in space.layers if name in modules}
     return Sensitivity(len(subset.eval_inputs), base, drops, latency, source, time.perf_counter() - t0, notes,
@@ -158,7 +159,9 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
 def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[Any]]:
     """Choices not offered to the sampler (enqueued plans may still hold them, space.FIXED_PLAN):
 
-    * a choice that alone drops accuracy by more than the budget;
+    * a choice that alone drops accuracy by more than the budget, and a prune ratio the step did not
+      measure whose next smaller measured ratio already does (pruning a group further loses more: the
+      sampled plans of a built-in search put the unmeasured 0.625 on groups where 0.5 alone was over);
     * on a layer whose measured int8 kernels are faster than its fp32 ones and whose int8 alone costs
       no accuracy the subset can show (at most one sample's worth), fp32 weights (w32) and fp32 inputs
       (a32): they are slower and larger for nothing. In searches of the built-in task 7 of 9 sampled
@@ -173,6 +176,9 @@ def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[A
                 out.setdefault(f"w_bits:{name}", []).append(w)
         for ratio in space.prune_choices:
             d = drops.get(f"p{ratio:g}")
+            if d is None:  # not measured: over the budget where the next smaller measured ratio already is
+                below = [r for r in space.prune_choices if 0 < r < ratio and f"p{r:g}" in drops]
+                d = drops[f"p{max(below):g}"] if below else None
             if d is not None and d > max_drop:
                 out.setdefault(f"prune:{name}", []).append(ratio)
         for a in space.a_choices:

@@ -106,7 +106,7 @@ def test_a_search_stores_the_sensitivity_and_runs_the_knapsack_plans_after_the_b
     assert not set(gone) & set(fixed[0].params), (gone, fixed[0].params)  # what the sampler is not offered
 
 
-def test_the_finer_prune_grid_measures_every_other_ratio_and_costs_the_rest_from_above():
+def test_the_finer_prune_grid_measures_every_other_ratio_and_costs_the_rest_from_above_and_below():
     from autocomp.study.sensitivity import measured_ratios, prune_drop
 
     grid = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
@@ -118,4 +118,5 @@ def test_the_finer_prune_grid_measures_every_other_ratio_and_costs_the_rest_from
     sens, space = hand_made()
     finer = SearchSpace(space.layers, space.prunable, space.w_choices, space.a_choices, grid)
     gone = excluded(sens, finer, max_drop=0.01)
-    assert 0.375 not in gone.get("prune:c", []) and 0.5 in gone["prune:c"]  # only measured ratios are excluded
+    assert gone["prune:c"] == [0.25, 0.375, 0.5, 0.625, 0.75]  # 0.375 and up: 0.25 below them is over already
+    assert "prune:a" not in gone  # a's measured ratios are within it: the ones between and above are offered
