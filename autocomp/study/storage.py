@@ -141,13 +141,13 @@ def requeue(study: Any, trial: Any) -> None:
     holds no plan to repeat, and its partial parameters would pin a later trial's choices."""
     import optuna
 
-    if not {"plan", "fixed_plan"} & set(trial.user_attrs) and "fixed_params" not in trial.system_attrs:
+    from autocomp.study.space import FIXED_PLAN
+
+    if not {"plan", FIXED_PLAN} & set(trial.user_attrs) and "fixed_params" not in trial.system_attrs:
         return
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if len(history) > MAX_RETRY:
         return
-    from autocomp.study.space import FIXED_PLAN
-
     system_attrs = {**trial.system_attrs, "failed_trial": history[0], "retry_history": history}
     plan = trial.user_attrs.get("plan", trial.user_attrs.get(FIXED_PLAN))
     study.add_trial(optuna.trial.create_trial(
