@@ -67,20 +67,15 @@ class SearchSpace:
         where int8 costs nothing, see sensitivity.excluded): those are not suggested, the others are
         (fixed by `params`), so the sampler still learns from the plan's offered choices."""
         fixed = trial.user_attrs.get(FIXED_PLAN)
-        if fixed is not None:
-            plan = CompressionPlan.from_dict(fixed)
-            for param, dist in self.distributions().items():
-                if self.value(plan, param) in dist.choices:
-                    trial.suggest_categorical(param, dist.choices)
+        plan = CompressionPlan.from_dict(fixed) if fixed is not None else None
+        values = {param: trial.suggest_categorical(param, dist.choices) for param, dist in self.distributions().items()
+                  if plan is None or self.value(plan, param) in dist.choices}
+        if plan is not None:
             return plan
-        layers = []
-        for name in self.layers:
-            w = trial.suggest_categorical(f"w_bits:{name}", self.choices(f"w_bits:{name}", self.w_choices))
-            a = trial.suggest_categorical(f"a_bits:{name}", self.choices(f"a_bits:{name}", self.a_choices))
-            p = (trial.suggest_categorical(f"prune:{name}", self.choices(f"prune:{name}", self.prune_choices))
-                 if name in self.prunable else 0.0)
-            layers.append(LayerPlan(name, int(w), int(a), float(p)))
-        return CompressionPlan(tuple(layers))
+        return CompressionPlan(tuple(
+            LayerPlan(name, int(values[f"w_bits:{name}"]), int(values[f"a_bits:{name}"]),
+                      float(values.get(f"prune:{name}", 0.0)))
+            for name in self.layers))
 
     @staticmethod
     def value(plan: CompressionPlan, param: str) -> Any:
