@@ -100,7 +100,7 @@ def uniform_plan(trial) -> bool:  # type: ignore[no-untyped-def]
     """Every layer at the same bits, and every pruned group at one ratio: the space's baselines
     (fp32, fp16, w8a8, w8a8 p0.25), not the knapsack's mixed plans."""
     layers = trial.user_attrs["plan"]["layers"]
-    return len({(lp["w_bits"], lp["a_bits"]) for lp in layers}) == 1 and len({lp["prune"] for lp in layers} - {0.0}) <= 1
+    return len({(lp["w_bits"], lp["a_bits"], lp.get("shared", False)) for lp in layers}) == 1 and len({lp["prune"] for lp in layers} - {0.0}) <= 1
 
 
 def candidate_seconds(trials: list) -> dict:

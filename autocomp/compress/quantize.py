@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocomp.compress import qops
+from autocomp.compress.codebook import kmeans_codebook
 from autocomp.compress.layers import SEARCHABLE_TYPES
 from autocomp.plan import CompressionPlan
 
@@ -27,7 +28,8 @@ class LayerPrecision:
     """What one layer is in the compiled artifact."""
 
     name: str
-    weight_dtype: str  # float32 | float16 | int8 | int4x2 | int2x4 (values per byte after 'x')
+    weight_dtype: str  # float32 | float16 | int8 | int4x2 | int2x4 (values per byte after 'x'); shared
+    # weights: "int8 codebook[16] int4x2" (a codebook of 16 int8 values, indices packed two per byte)
     activation_dtype: str  # float32 | float16 | uint8 | int8 (the layer's input)
     compute: str  # "uint8 x int8 -> int32", "float16", "float32", or "float32 (simulated ...)"
 
@@ -42,8 +44,9 @@ def pack_bits(q: torch.Tensor, bits: int) -> torch.Tensor:
     return (u * shifts).sum(dim=1).to(torch.uint8)
 
 
-def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
-    """Inverse of pack_bits, written with ops TVM's torch importer knows (no shifts or masks)."""
+def unpack_bits(packed: torch.Tensor, bits: int, numel: int, signed: bool = True) -> torch.Tensor:
+    """Inverse of pack_bits, written with ops TVM's torch importer knows (no shifts or masks);
+    `signed=False` gives the stored unsigned values (codebook indices)."""
     per = 8 // bits
     p = packed.to(torch.int32)
     parts = []
@@ -51,7 +54,7 @@ def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
         shifted = torch.div(p, 1 << (bits * j), rounding_mode="floor")
         parts.append(shifted - torch.div(shifted, 1 << bits, rounding_mode="floor") * (1 << bits))
     u = torch.stack(parts, dim=1).reshape(-1)[:numel]
-    return u - (1 << (bits - 1))
+    return u - (1 << (bits - 1)) if signed else u
 
 
 class QuantizedLayer(nn.Module):
@@ -67,9 +70,9 @@ class QuantizedLayer(nn.Module):
     """
 
     def __init__(self, layer: nn.Module, name: str, w_bits: int, a_bits: int,
-                 a_range: tuple[float, float] | None, fp16_compute: bool = False) -> None:
+                 a_range: tuple[float, float] | None, fp16_compute: bool = False, shared: bool = False) -> None:
         super().__init__()
-        self.layer_name, self.w_bits, self.a_bits = name, w_bits, a_bits
+        self.layer_name, self.w_bits, self.a_bits, self.shared = name, w_bits, a_bits, shared
         self.half = a_bits == 16 and fp16_compute
         self.is_conv = isinstance(layer, (nn.Conv2d, nn.Conv1d))
         self.one_d = isinstance(layer, nn.Conv1d)  # computed as a conv2d of height 1 (input N, C, 1, W)
@@ -84,6 +87,11 @@ class QuantizedLayer(nn.Module):
             self.weight = nn.Parameter(w.clone(), requires_grad=False)
         elif w_bits == 16:
             self.weight = nn.Parameter(w.half(), requires_grad=False)
+        elif shared:  # packed indices into an int8 codebook (codebook.py), looked up inside the graph
+            codebook, idx, scale = kmeans_codebook(w, w_bits)
+            self.weight = nn.Parameter(pack_bits(idx - (1 << (w_bits - 1)), w_bits), requires_grad=False)
+            self.codebook = nn.Parameter(codebook, requires_grad=False)
+            self.weight_scale = nn.Parameter(scale, requires_grad=False)
         else:
             qmax = (1 << (w_bits - 1)) - 1
             amax = w.abs().reshape(w.shape[0], -1).amax(dim=1).clamp(min=1e-12)
@@ -102,12 +110,16 @@ class QuantizedLayer(nn.Module):
             self.bias = nn.Parameter(bias_q, requires_grad=False)
 
     def integer_weight(self) -> torch.Tensor:
-        """The int8 weight tensor (unpacked from 2/4-bit storage inside the graph), 4-D for a Conv1d."""
+        """The int8 weight tensor (unpacked from 2/4-bit storage, or looked up in the codebook, inside the
+        graph), 4-D for a Conv1d."""
         if self.w_bits == 8:
             return self.weight.unsqueeze(2) if self.one_d else self.weight
         numel = 1
         for d in self.weight_shape:
             numel *= d
+        if self.shared:
+            idx = unpack_bits(self.weight, self.w_bits, numel, signed=False)
+            return torch.gather(self.codebook, 0, idx).reshape(self.compute_shape())  # index_select: TVM warns per build
         return unpack_bits(self.weight, self.w_bits, numel).to(torch.int8).reshape(self.compute_shape())
 
     def compute_shape(self) -> tuple[int, ...]:
@@ -155,6 +167,8 @@ class QuantizedLayer(nn.Module):
 
     def describe(self) -> LayerPrecision:
         wd = {32: "float32", 16: "float16", 8: "int8"}.get(self.w_bits, f"int{self.w_bits}x{8 // self.w_bits}")
+        if self.shared:
+            wd = f"int8 codebook[{1 << self.w_bits}] {wd}"
         if self.integer:
             ad = "int8" if self.a_signed else "uint8"
             return LayerPrecision(self.layer_name, wd, ad, f"{ad} x int8 -> int32")
@@ -208,7 +222,7 @@ def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor,
         parent_name, _, attr = lp.name.rpartition(".")
         parent = modules[parent_name] if parent_name else model
         setattr(parent, attr, QuantizedLayer(modules[lp.name], lp.name, lp.w_bits, lp.a_bits,
-                                                  ranges.get(lp.name), fp16_compute))
+                                                  ranges.get(lp.name), fp16_compute, lp.shared))
     return model
 
 

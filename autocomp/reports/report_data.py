@@ -33,7 +33,7 @@ class TrialPoint:
 @dataclass(frozen=True)
 class LayerRow:
     name: str
-    w_bits: int
+    w_bits: int | str  # plan.weight_choice: bits, or "k<bits>" for shared weights
     a_bits: int
     prune: float
     params: int | None  # of the compressed layer (None: not measured)
@@ -72,12 +72,16 @@ class OrtMark:
 
 
 def _plan_text(plan: dict[str, Any]) -> str:
-    return "<br>".join(f"{lp['name']}: w{lp['w_bits']} a{lp['a_bits']} p{lp['prune']:g}" for lp in plan["layers"])
+    return "<br>".join(f"{lp['name']}: {_weights(lp)} a{lp['a_bits']} p{lp['prune']:g}" for lp in plan["layers"])
+
+
+def _weights(lp: dict[str, Any]) -> str:
+    return f"k{lp['w_bits']}" if lp.get("shared") else f"w{lp['w_bits']}"
 
 
 def _is_uniform(plan: dict[str, Any]) -> bool:
     layers = plan["layers"]
-    return all((lp["w_bits"], lp["a_bits"], lp["prune"]) == (layers[0]["w_bits"], layers[0]["a_bits"], 0.0)
+    return all((_weights(lp), lp["a_bits"], lp["prune"]) == (_weights(layers[0]), layers[0]["a_bits"], 0.0)
                for lp in layers)
 
 
@@ -134,7 +138,8 @@ def _layer_rows(study: Any, point: Any, counts: dict[str, tuple[int, int]]) -> l
     """The chosen plan per layer, with the compute kind its result stored (else the model's)."""
     stored = {row["name"]: row["compute"] for row in
               pareto.find_trial(study, point.trial).user_attrs["result"].get("layers", [])}
-    return [LayerRow(lp["name"], lp["w_bits"], lp["a_bits"], lp["prune"], *counts.get(lp["name"], (None, None)),
+    return [LayerRow(lp["name"], f"k{lp['w_bits']}" if lp.get("shared") else lp["w_bits"], lp["a_bits"], lp["prune"],
+                     *counts.get(lp["name"], (None, None)),
                      stored.get(lp["name"], point.compute)) for lp in point.plan["layers"]]
 
 

@@ -32,7 +32,7 @@ def trials_to_retime(study: Any) -> list[Any]:
 
 def _uniform(plan: CompressionPlan) -> bool:
     first = plan.layers[0]
-    return all((lp.w_bits, lp.a_bits) == (first.w_bits, first.a_bits) for lp in plan.layers) and \
+    return all((lp.w_bits, lp.a_bits, lp.shared) == (first.w_bits, first.a_bits, first.shared) for lp in plan.layers) and \
         len({lp.prune for lp in plan.layers if lp.prune > 0}) <= 1
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from autocomp.measure.kernel_times import LAYER_OPS, by_layer, kernel_times
-from autocomp.plan import CompressionPlan, LayerPlan
+from autocomp.plan import CompressionPlan, LayerPlan, parse_weight_choice, stored_bits, weight_choice
 
 SUBSET = 300  # eval samples per sensitivity measurement
 RECOVERY_STEPS = 50  # distillation steps after a one-group prune (the search's default is more)
@@ -47,8 +47,14 @@ class Sensitivity:
         return {name: t / total for name, t in times.items()}
 
 
-def choice_key(w: int, a: int) -> str:
-    return f"w{w}a{a}"
+def choice_key(w: int | str, a: int | str) -> str:
+    """"w8a8", "w4a32", "k2a8" (shared weights, 2-bit codebook indices)."""
+    return f"{w if isinstance(w, str) else f'w{w}'}a{a}"
+
+
+def _layer(name: str, w: int | str, a: int, prune: float) -> LayerPlan:
+    w_bits, shared = parse_weight_choice(w)
+    return LayerPlan(name, w_bits, a, prune, shared)
 
 
 def measure(ctx: Any, space: Any) -> Sensitivity:
@@ -71,7 +77,7 @@ def measure(ctx: Any, space: Any) -> Sensitivity:
         for name in space.layers:
             drops[name] = {}
             for w, a in layer_choices(space):
-                plan = _with(fp32, LayerPlan(name, w, a, 0.0))
+                plan = _with(fp32, _layer(name, w, a, 0.0))
                 model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, None, fp16,
                                  ctx.channel_multiple())
                 drops[name][choice_key(w, a)] = base - accuracy.accuracy_torch(model, subset)
@@ -109,11 +115,11 @@ def prune_drop(drops: dict[str, float], ratio: float, choices: tuple[float, ...]
     return drops[f"p{larger[0]:g}"] if larger else None
 
 
-def layer_choices(space: Any) -> list[tuple[int, int]]:
-    """(weight bits, activation bits) pairs measured per layer: the pairs a layer computes natively
-    (integer weights with int8 inputs, fp16 with fp16) and weight-only compression (fp32 inputs)."""
+def layer_choices(space: Any) -> list[tuple[int | str, int]]:
+    """(weight choice, activation bits) pairs measured per layer: the pairs a layer computes natively
+    (integer or shared weights with int8 inputs, fp16 with fp16) and weight-only compression (fp32 inputs)."""
     return [(w, a) for w in space.w_choices for a in space.a_choices
-            if (a == 8 and w <= 8) or (a == 16 and w == 16) or (a == 32 and w < 32)]
+            if (a == 8 and stored_bits(w) <= 8) or (a == 16 and w == 16) or (a == 32 and w != 32)]
 
 
 def _with(plan: CompressionPlan, layer: LayerPlan) -> CompressionPlan:
@@ -167,14 +173,14 @@ def excluded(sens: Sensitivity, space: Any, max_drop: float) -> dict[str, list[A
       (a32): they are slower and larger for nothing. In searches of the built-in task 7 of 9 sampled
       plans kept some float layer and were dominated by uniform w8a8.
     """
-    keep_w = {lp.w_bits for _, plan in space.baselines() for lp in plan.layers}
+    keep_w = {weight_choice(lp) for _, plan in space.baselines() for lp in plan.layers}
     keep_a = {lp.a_bits for _, plan in space.baselines() for lp in plan.layers}
     keep_p = {lp.prune for _, plan in space.baselines() for lp in plan.layers}
     out: dict[str, list[Any]] = {}
     fp32, int8 = sens.latency_ms.get("fp32", {}), sens.latency_ms.get("w8a8", {})
     for name, drops in sens.drops.items():
         for w in space.w_choices:
-            costs = [d for k, d in drops.items() if k.startswith(f"w{w}a")]
+            costs = [d for k, d in drops.items() if k.startswith(choice_key(w, ""))]
             if w not in keep_w and costs and min(costs) > max_drop:
                 out.setdefault(f"w_bits:{name}", []).append(w)
         for ratio in space.prune_choices:
@@ -202,7 +208,7 @@ def _int8_dominates(drops: dict[str, float], fp32_ms: float | None, int8_ms: flo
     if w8 is None or w8 > tol:
         return False
     return all(drops[choice_key(w, 8)] <= drops[choice_key(w, 32)] + tol for w in space.w_choices
-               if w < 32 and choice_key(w, 8) in drops and choice_key(w, 32) in drops)
+               if w != 32 and choice_key(w, 8) in drops and choice_key(w, 32) in drops)
 
 
 OBJECTIVES = (("latency", (0.5, 0.8, 1.0)), ("balanced", (1.0,)), ("memory", (1.0,)))
@@ -237,13 +243,13 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
             if a != 8 or choice_key(w, a) not in drops:
                 continue
             base = max(drops[choice_key(w, a)], 0.0)
-            opts.append((base, q_saving, n * (4 - w / 8), LayerPlan(name, w, a, 0.0)))
+            opts.append((base, q_saving, n * (4 - stored_bits(w) / 8), _layer(name, w, a, 0.0)))
             if name in space.prunable:
                 for ratio in space.prune_choices:
                     d = prune_drop(drops, ratio, space.prune_choices)
                     if ratio > 0 and d is not None:
-                        opts.append((base + max(d, 0.0), q_saving + ratio * int8[name], n * (4 - (1 - ratio) * w / 8),
-                                     LayerPlan(name, w, a, ratio)))
+                        opts.append((base + max(d, 0.0), q_saving + ratio * int8[name],
+                                     n * (4 - (1 - ratio) * stored_bits(w) / 8), _layer(name, w, a, ratio)))
         options[name] = opts
     value = {"latency": lambda ms, b: ms, "memory": lambda ms, b: b,
              "balanced": lambda ms, b: ms / total_ms + b / total_bytes}

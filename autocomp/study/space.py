@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from autocomp.plan import CompressionPlan, LayerPlan
+from autocomp.plan import CompressionPlan, LayerPlan, parse_weight_choice, weight_choice
 
 if TYPE_CHECKING:
     import optuna
 
     from autocomp.device.profiles import DeviceProfile
 
-W_CHOICES = (4, 8, 32)  # 16 joins them on targets with fp16 arithmetic (SearchSpace.for_profile)
+# weight choices: bits, or "k<bits>" for shared weights (a k-means codebook, plan.LayerPlan); 16 joins
+# them on targets with fp16 arithmetic (SearchSpace.for_profile)
+W_CHOICES: tuple[int | str, ...] = (2, 4, 8, 32, "k2", "k4")
 A_CHOICES = (8, 32)
 PRUNE_CHOICES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # kept channels rounded to the target's multiple (prune.py)
 FIXED_PLAN = "fixed_plan"  # user attribute of an enqueued trial: the plan it measures, whatever the sampler is offered
@@ -28,7 +30,7 @@ class SearchSpace:
 
     layers: tuple[str, ...]
     prunable: tuple[str, ...]
-    w_choices: tuple[int, ...] = W_CHOICES
+    w_choices: tuple[int | str, ...] = W_CHOICES
     a_choices: tuple[int, ...] = A_CHOICES
     prune_choices: tuple[float, ...] = PRUNE_CHOICES
     # per parameter ("w_bits:<layer>", ...): values not offered, as each alone breaks the accuracy budget
@@ -37,10 +39,15 @@ class SearchSpace:
 
     @classmethod
     def for_profile(cls, layers: tuple[str, ...], prunable: tuple[str, ...], profile: DeviceProfile) -> SearchSpace:
-        """The bit widths the device computes: int4 / int8 only where the profile lists them, and 16
-        bits (fp16 weights and fp16 arithmetic) only where the target has fp16 arithmetic."""
+        """The bit widths the device computes: int8 only where the profile lists it; weights below 8 bits
+        (2 and 4 bits, shared 2- and 4-bit codebooks: unpacked to int8 on the device) only where it lists
+        int4 too; 16 bits (fp16 weights and fp16 arithmetic) only where the target has fp16 arithmetic."""
         fp16 = profile.fp16_compute()
-        w = tuple(b for b in (4, 8, 16, 32) if b == 32 or (b == 16 and fp16) or f"int{b}" in profile.precisions)
+        int8 = "int8" in profile.precisions
+        sub_byte = int8 and "int4" in profile.precisions
+        w = tuple(b for b in W_CHOICES + (16,) if b == 32 or (b == 16 and fp16) or (b == 8 and int8)
+                  or (b not in (8, 16, 32) and sub_byte))
+        w = tuple(sorted((b for b in w if isinstance(b, int)))) + tuple(b for b in w if isinstance(b, str))
         a = tuple(b for b in (8, 16, 32) if b == 32 or (b == 16 and fp16) or (b == 8 and "int8" in profile.precisions))
         return cls(layers, prunable, w, a)
 
@@ -72,17 +79,20 @@ class SearchSpace:
                   if plan is None or self.value(plan, param) in dist.choices}
         if plan is not None:
             return plan
-        return CompressionPlan(tuple(
-            LayerPlan(name, int(values[f"w_bits:{name}"]), int(values[f"a_bits:{name}"]),
-                      float(values.get(f"prune:{name}", 0.0)))
-            for name in self.layers))
+        layers = []
+        for name in self.layers:
+            w_bits, shared = parse_weight_choice(values[f"w_bits:{name}"])
+            layers.append(LayerPlan(name, w_bits, int(values[f"a_bits:{name}"]), float(values.get(f"prune:{name}", 0.0)),
+                                    shared))
+        return CompressionPlan(tuple(layers))
 
     @staticmethod
     def value(plan: CompressionPlan, param: str) -> Any:
-        """`plan`'s value of a trial parameter ("w_bits:<layer>", "a_bits:<layer>", "prune:<layer>")."""
+        """`plan`'s value of a trial parameter ("w_bits:<layer>" (plan.weight_choice), "a_bits:<layer>",
+        "prune:<layer>")."""
         kind, name = param.split(":", 1)
         lp = plan.layer(name)
-        return {"w_bits": lp.w_bits, "a_bits": lp.a_bits, "prune": lp.prune}[kind]
+        return {"w_bits": weight_choice(lp), "a_bits": lp.a_bits, "prune": lp.prune}[kind]
 
     def params(self, plan: CompressionPlan) -> dict[str, Any]:
         """Trial parameters of `plan` that the sampler is offered (enqueue_trial fixes them)."""

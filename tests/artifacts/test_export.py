@@ -75,3 +75,24 @@ def test_fp16_plan_exports_as_float_with_fp16_rounding(digits_task, digits_ctx, 
         want = model(digits_task.eval_inputs).numpy()
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
     assert np.abs(got - want).max() <= 0.02 * np.abs(want).max()
+
+
+def test_shared_weights_export_packed_with_their_codebook_and_run(digits_task, digits_ctx, tmp_path):
+    """Weight sharing in ONNX: the packed 2-bit indices and the int8 codebook are initializers, the
+    lookup (Gather) is in the graph, and onnxruntime agrees with torch."""
+    from autocomp.plan import LayerPlan
+
+    plan = CompressionPlan(tuple(LayerPlan(n, 2, 8, 0.0, shared=True) for n in digits_ctx.layers))
+    model = compress(digits_ctx.model, plan, digits_task.example_input, digits_task.calib_data, digits_ctx.protected)
+    path = tmp_path / "k2.onnx"
+    export_onnx(model, digits_task.example_input, path)
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    assert list(inits["features.1.0.weight"].dims) == [32 * 16 * 9 // 4]
+    assert inits["features.1.0.codebook"].data_type == onnx.TensorProto.INT8
+    assert list(inits["features.1.0.codebook"].dims) == [4]
+    assert "GatherElements" in {n.op_type for n in graph.node}
+    got = run_onnx(path, digits_task.eval_inputs, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    with torch.no_grad():
+        want = model(digits_task.eval_inputs).numpy()
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99

@@ -9,7 +9,7 @@ LAYERS, PRUNABLE = ("a", "b"), ("a",)
 def test_host_space_has_integer_and_float_choices():
     space = SearchSpace.for_profile(LAYERS, PRUNABLE, load_profile("host"))
     if not load_profile("host").fp16_compute():
-        assert (space.w_choices, space.a_choices) == ((4, 8, 32), (8, 32))
+        assert (space.w_choices, space.a_choices) == ((2, 4, 8, 32, "k2", "k4"), (8, 32))
     assert [label for label, _ in space.baselines()][:1] == ["fp32"]
     assert "w8a8" in dict(space.baselines())
 
@@ -18,7 +18,7 @@ def test_fp16_is_searched_only_where_the_target_computes_it():
     rpi4 = SearchSpace.for_profile(LAYERS, PRUNABLE, load_profile("rpi4"))
     rpi5 = SearchSpace.for_profile(LAYERS, PRUNABLE, load_profile("rpi5"))
     assert 16 not in rpi4.w_choices and 16 not in rpi4.a_choices
-    assert (rpi5.w_choices, rpi5.a_choices) == ((4, 8, 16, 32), (8, 16, 32))
+    assert (rpi5.w_choices, rpi5.a_choices) == ((2, 4, 8, 16, 32, "k2", "k4"), (8, 16, 32))
     fp16 = dict(rpi5.baselines())["fp16"]
     assert {(lp.w_bits, lp.a_bits) for lp in fp16.layers} == {(16, 16)}
 
@@ -27,6 +27,23 @@ def test_integer_choices_follow_the_profile_precisions():
     mali = SearchSpace.for_profile(LAYERS, PRUNABLE, load_profile("mali-g76"))  # fp32 / fp16 only
     assert (mali.w_choices, mali.a_choices) == ((16, 32), (16, 32))
     assert "w8a8" not in dict(mali.baselines())
+    jetson = SearchSpace.for_profile(LAYERS, PRUNABLE, load_profile("jetson-orin-nano"))  # int8, no int4
+    assert not any(w in jetson.w_choices for w in (2, 4, "k2", "k4")) and 8 in jetson.w_choices
+
+
+def test_a_shared_weight_choice_becomes_a_shared_layer_plan_and_back():
+    import optuna
+
+    from autocomp.plan import weight_choice
+
+    space = SearchSpace(LAYERS, PRUNABLE)
+    study = optuna.create_study()
+    study.enqueue_trial({"w_bits:a": "k2", "a_bits:a": 8, "prune:a": 0.25, "w_bits:b": 4, "a_bits:b": 8})
+    plan = space.suggest(study.ask())
+    a, b = plan.layer("a"), plan.layer("b")
+    assert (a.w_bits, a.a_bits, a.prune, a.shared) == (2, 8, 0.25, True) and (b.w_bits, b.shared) == (4, False)
+    assert plan.summary() == "w4k2a8 p0.25"
+    assert [weight_choice(a), weight_choice(b)] == ["k2", 4] and space.params(plan)["w_bits:a"] == "k2"
 
 
 def test_an_enqueued_plan_is_measured_whole_and_records_only_what_the_sampler_is_offered():

@@ -288,13 +288,14 @@ MIN_PARALLEL = 4  # parallel work items a kernel with in-kernel unpacking keeps 
 def _unpack_loops(sch: s_tir.Schedule, blk, at, width: int) -> None:
     """The weights of a work item's channel block, unpacked once at its start (`at`) for all its tiles:
     per vector of `width` lanes, half from the low nibbles and half from the high ones of `width / 2`
-    bytes (an AND and a shift). Unpacked per step instead, right before the dot products, the unpacking
+    bytes (an AND and a shift; 2-bit values: quarters from each pair of bits of `width / 4` bytes). Unpacked per step instead, right before the dot products, the unpacking
     was 8-15% of the conv's time: one vector per 14 dot products."""
+    per = width // int(sch.get(blk).reads[0].source.shape[-1])  # values per byte: 2 (4-bit), 4 (2-bit)
     sch.compute_at(blk, at)
     loops = sch.get_loops(blk)
     here = [i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(at))][0]
     *_, lane, grp = loops[here + 1:]  # compute_at leaves out loops of extent 1
-    hi, lo = sch.split(sch.fuse(lane, grp), [2, width // 2])
+    hi, lo = sch.split(sch.fuse(lane, grp), [per, width // per])
     sch.unroll(hi)
     sch.vectorize(lo)
 

@@ -1,5 +1,7 @@
 """4-bit conv weights unpacked inside their conv kernel (passes/packed_int4.py, kernels/dot.py)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,49 @@ def test_the_unpack_kernel_stays_where_no_dot_template_takes_the_conv(digits_tas
     assert not any("_int4_" in k for k in built.kernels)
     x = digits_task.eval_inputs[:1].numpy()
     assert np.array_equal(LocalSession(built).run(x), unscheduled_outputs(lowered, x))
+
+
+def test_2_bit_and_shared_weights_unpack_in_the_kernel_exactly(digits_task):
+    """Uniform 2-bit weights and shared weights (codebook indices, compress/codebook.py) are packed at
+    their own width for the dot template, a codebook looked up inside the kernel: no unpack or lookup
+    kernel of their own for those convs, no more bytes stored, and TVM's default build's outputs. One
+    model, one build: a conv each for k2, w2 and k4, and shared stem / classifier looked up per call."""
+    import torch
+
+    from autocomp.device import hostcpu
+    from autocomp.device.profiles import DeviceProfile
+    from autocomp.plan import LayerPlan
+
+    if "avx512_vnni" not in hostcpu.detect().features:
+        pytest.skip("this CPU cannot run znver4 code (no avx512_vnni)")
+    torch.manual_seed(0)
+    conv = lambda i, o: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, padding=1), torch.nn.ReLU())  # noqa: E731
+    net = torch.nn.Sequential(conv(1, 16), conv(16, 32), conv(32, 32), conv(32, 32), torch.nn.Flatten(),
+                              torch.nn.Linear(32 * 64, 10)).eval()
+    kinds = {"0.0": (4, True), "1.0": (2, True), "2.0": (2, False), "3.0": (4, True), "5": (4, True)}
+    plan = CompressionPlan(tuple(LayerPlan(n, w, 8, 0.0, shared) for n, (w, shared) in kinds.items()))
+    model = compress(net, plan, digits_task.example_input, digits_task.calib_data, ("5",))
+    lowered = lower(model, digits_task.example_input, unsigned_dot=True)
+    built = build(lowered, DeviceProfile("t", "", "cpu", "local", {"kind": "llvm", "mcpu": "znver4", "num-cores": 2}))
+    in_kernel = sorted(m.group(0) for m in (re.search(r"_int\d_16x4(_cb\w+)?$", k) for k in built.kernels) if m)
+    assert [k.split("_cb")[0] for k in in_kernel] == ["_int2_16x4", "_int2_16x4", "_int4_16x4"], built.kernels
+    assert sum("_cb" in k for k in in_kernel) == 2  # the shared ones: a kernel per codebook, its values constants
+    assert {built.kernels[k] for k in built.kernels if "_int2_" in k or "_int4_" in k} == {"scheduled (VNNI dot product)"}
+    assert sum("gather" in k for k in built.kernels) == 2  # stem and classifier: looked up per call
+    assert built.param_bytes <= sum(p.nbytes for p in lowered.params) + built.const_bytes
+    session = LocalSession(built)
+    for x in digits_task.eval_inputs[:16]:
+        x = x[None].numpy()
+        assert np.array_equal(session.run(x), unscheduled_outputs(lowered, x))
+
+
+def test_index_pack_puts_four_2_bit_lanes_in_one_byte():
+    from autocomp.build.passes.packed_int4 import index_pack
+
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 4, size=(32, 3, 3, 8))  # OHWI
+    packed = index_pack(idx, 16, 4, ohwi=True, bits=2)
+    assert packed.shape == (2, 2, 3, 3, 16) and packed.nbytes == idx.size // 4
+    lanes = Packing(0, "dot", 16, 4, True).pack(idx).reshape(2, 2, 3, 3, 64)
+    for m in range(4):
+        assert np.array_equal((packed >> (2 * m)) & 3, lanes[..., 16 * m: 16 * (m + 1)])
