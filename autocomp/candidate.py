@@ -346,8 +346,9 @@ def time_untimed(ctx: Context, untimed: Untimed) -> CandidateResult:
                    latency_threads=latency.threads, **_comparison_fields(cmp, ctx))
 
 
-UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32),
-                 "w16a16": (16, 16)}
+# name -> (w_bits, a_bits[, shared])
+UNIFORM_PLANS = {"fp32": (32, 32), "w8a8": (8, 8), "w4a8": (4, 8), "w2a8": (2, 8), "k4a8": (4, 8, True),
+                 "k2a8": (2, 8, True), "w16": (16, 32), "w8": (8, 32), "w4": (4, 32), "w16a16": (16, 16)}
 
 
 def resolve_plan(spec: str, ctx: Context) -> Any:
@@ -360,7 +361,8 @@ def resolve_plan(spec: str, ctx: Context) -> Any:
     if spec == "w16" and ctx.profile.fp16_compute():  # fp16 weights, and fp16 arithmetic where there is some
         spec = "w16a16"
     if spec in UNIFORM_PLANS:
-        return CompressionPlan.uniform(ctx.layers, *UNIFORM_PLANS[spec])
+        w_bits, a_bits, *shared = UNIFORM_PLANS[spec]
+        return CompressionPlan.uniform(ctx.layers, w_bits, a_bits, shared=bool(shared))
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"--plan {spec!r} is neither one of {', '.join(UNIFORM_PLANS)} nor a plan JSON file")

@@ -75,7 +75,7 @@ def build_parser(search_defaults: Mapping[str, Any] | None = None) -> argparse.A
                        description="Run one plan through every stage, without a search.")
     p.add_argument("--device", default="host", help="device profile name (default host)")
     p.add_argument("--task", help="built-in task name or package.module:function (default fashion-mnist)")
-    p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16 (fp16 weights; fp16 arithmetic where the target has it), w16a16, w8, w4 (uniform), or a plan JSON file")
+    p.add_argument("--plan", required=True, help="fp32, w8a8, w4a8, w16 (fp16 weights; fp16 arithmetic where the target has it), w16a16, w8, w4, w2a8, k4a8 and k2a8 (shared weights: 4- or 2-bit codebook indices), all uniform, or a plan JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_measure(p)
     p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS, help="distillation steps after pruning")

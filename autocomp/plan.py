@@ -68,12 +68,13 @@ class CompressionPlan:
         a_bits: int = 32,
         prune: float = 0.0,
         prunable: Iterable[str] = (),
+        shared: bool = False,
     ) -> CompressionPlan:
         """The same settings on every layer; prune applies only to the prunable ones."""
         can_prune = set(prunable)
         return cls(
             tuple(
-                LayerPlan(n, w_bits, a_bits, prune if n in can_prune else 0.0) for n in names
+                LayerPlan(n, w_bits, a_bits, prune if n in can_prune else 0.0, shared) for n in names
             )
         )
 

@@ -309,8 +309,11 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
 
         sens = sensitivity.measure(ctx, space)
         wanted = {**wanted, "excluded": sensitivity.excluded(sens, space, cfg.max_accuracy_drop)}
-        proposals = sensitivity.knapsack_plans(sens, space, cfg.max_accuracy_drop)
+        checks: list[dict[str, Any]] = []
+        proposals = sensitivity.knapsack_plans(sens, space, cfg.max_accuracy_drop,
+                                               check=sensitivity.simulated_check(ctx, cfg.max_accuracy_drop, checks))
         wanted["proposals"] = [p.summary() for p in proposals]
+        wanted["proposal_checks"] = checks  # every plan the knapsack solved, with its simulated drop
         study.set_user_attr(SENSITIVITY_ATTR, sens.to_dict())
     space = replace(space, excluded=wanted.get("excluded", {}))
     if hasattr(study.sampler, "search_space"):
