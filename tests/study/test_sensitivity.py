@@ -157,3 +157,17 @@ def test_the_simulated_check_compresses_the_plan_as_the_search_will(digits_ctx):
     assert not simulated_check(digits_ctx, 0.01, log)(w2a8)  # ternary weights everywhere: far over
     drop = base - accuracy_torch(digits_ctx.compress(w2a8), digits_ctx.task)
     assert [entry["kept"] for entry in log] == [True, False] and log[1]["simulated_drop"] == round(drop, 4) > 0.01
+
+
+def test_a_sub_byte_choice_the_subset_shows_as_free_still_costs_one_sample():
+    """Five layers whose 2-bit codebooks read no drop on a 300-sample subset: the memory plan may take at
+    most as many as one sample each fits in the budget (3 of 1.1 points), widest weights among equals."""
+    names = tuple("abcde")
+    drops = {n: {"w8a8": 0.0, "k2a8": 0.0} for n in names}
+    latency = {"fp32": {n: 1.0 for n in names}, "w8a8": {n: 0.5 for n in names}}
+    sens = Sensitivity(300, 0.9, drops, latency, "vm instrument (measured)", 1.0, [], {n: 1000 for n in names})
+    space = SearchSpace(names, (), (8, 32, "k2"), (8, 32), (0.0,))
+    plans = knapsack_plans(sens, space, max_drop=0.011)
+    memory = plans[-1]
+    assert sum(lp.shared for lp in memory.layers) == 3
+    assert all(not lp.shared for lp in plans[0].layers)  # latency: k2 saves no more time than w8
