@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
@@ -98,13 +98,17 @@ class Context:
         return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery,
                         self.profile.fp16_compute(), self.channel_multiple())
 
-    def compile(self, plan: Any, timings: dict[str, float] | None = None) -> Compiled:
+    def compile(self, plan: Any, timings: dict[str, float] | None = None,
+                compressed: Callable[[nn.Module], None] | None = None) -> Compiled:
         """compress -> lower -> build: the one sequence every stage (search, evaluate, export) runs, so
-        an exported artifact is the candidate that was measured. `timings` receives each step's seconds."""
+        an exported artifact is the candidate that was measured. `timings` receives each step's seconds;
+        `compressed` sees the compressed model before it is lowered (and may stop the sequence)."""
         timings = {} if timings is None else timings
         t = time.perf_counter()
         model = self.compress(plan)
         timings["compress"] = time.perf_counter() - t
+        if compressed is not None:
+            compressed(model)
         t = time.perf_counter()
         lowered = self.lower(model)
         timings["lower"] = time.perf_counter() - t
@@ -216,10 +220,11 @@ class CandidateResult:
         return cls(**data)
 
 
-def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
-    """Run every stage for one plan; returns the result, the compressed torch model and the build."""
+def evaluate_plan(ctx: Context, plan: Any, min_accuracy: float | None = None) -> tuple[CandidateResult, Any, Any]:
+    """Run every stage for one plan; returns the result, the compressed torch model and the build.
+    `min_accuracy`: a simulated accuracy below it raises ScreenedOut before the plan is lowered."""
     timings: dict[str, float] = {}
-    model, acc_sim, built, window = _compile(ctx, plan, timings)
+    model, acc_sim, built, window = _compile(ctx, plan, timings, min_accuracy)
     t = time.perf_counter()
     run = ctx.runner().run(built, model, ctx.task, reference=ctx.reference())
     run.details["compile_window"] = window
@@ -228,20 +233,29 @@ def evaluate_plan(ctx: Context, plan: Any) -> tuple[CandidateResult, Any, Any]:
     return _assemble(ctx, plan, model, acc_sim, built, run, timings), model, built
 
 
-def _compile(ctx: Context, plan: Any, timings: dict[str, float]) -> tuple[nn.Module, float, Any, list[float]]:
-    """compress -> lower -> build, and the torch simulation's accuracy: everything before the device,
-    under the machine lock's shared hold (no local timing runs meanwhile; device/timing_lock.py)."""
+def _compile(ctx: Context, plan: Any, timings: dict[str, float],
+             min_accuracy: float | None = None) -> tuple[nn.Module, float, Any, list[float]]:
+    """compress -> (the torch simulation's accuracy) -> lower -> build: everything before the device,
+    under the machine lock's shared hold (no local timing runs meanwhile; device/timing_lock.py). The
+    simulation runs before lowering, so a candidate it screens out (ScreenedOut) costs no compile."""
     from autocomp.device.timing_lock import shared_use
+    from autocomp.errors import ScreenedOut
     from autocomp.measure import accuracy
+
+    simulated: list[float] = []
+
+    def simulate(model: nn.Module) -> None:
+        t = time.perf_counter()
+        simulated.append(accuracy.accuracy_torch(model, ctx.task))
+        timings["simulate"] = time.perf_counter() - t
+        if min_accuracy is not None and simulated[0] < min_accuracy:
+            raise ScreenedOut(simulated[0], {k: round(v, 3) for k, v in timings.items()})
 
     with shared_use():
         start = time.time()
-        compiled = ctx.compile(plan, timings)
-        t = time.perf_counter()
-        acc_sim = accuracy.accuracy_torch(compiled.model, ctx.task)
-        timings["simulate"] = time.perf_counter() - t
+        compiled = ctx.compile(plan, timings, simulate)
         window = [start, time.time()]  # inside the hold: when the cores were ours
-    return compiled.model, acc_sim, compiled.built, window
+    return compiled.model, simulated[0], compiled.built, window
 
 
 def _assemble(ctx: Context, plan: Any, model: nn.Module, acc_sim: float, built: Any, run: Any,
@@ -303,8 +317,9 @@ class Untimed:
     params: str  # its parameters (numpy .npz, in order)
 
 
-def evaluate_untimed(ctx: Context, plan: Any, directory: str) -> Untimed:
-    """Every stage of a local candidate except the timing; the library is written to `directory`."""
+def evaluate_untimed(ctx: Context, plan: Any, directory: str, min_accuracy: float | None = None) -> Untimed:
+    """Every stage of a local candidate except the timing; the library is written to `directory`
+    (`min_accuracy`: see evaluate_plan)."""
     import os
     from pathlib import Path
 
@@ -315,7 +330,7 @@ def evaluate_untimed(ctx: Context, plan: Any, directory: str) -> Untimed:
 
     timings: dict[str, float] = {}
     start = time.time()
-    model, acc_sim, built, _window = _compile(ctx, plan, timings)
+    model, acc_sim, built, _window = _compile(ctx, plan, timings, min_accuracy)
     run = LocalRunner(ctx.profile.measurement).run(built, model, ctx.task, timed=False)
     lib = export_library(built, ctx.profile, Path(directory))
     params = Path(directory) / "params.npz"

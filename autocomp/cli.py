@@ -77,7 +77,7 @@ def _search_config(args: argparse.Namespace):
                         estimate=args.estimate, finetune_steps=args.finetune_steps, tune_trials=args.tune_trials,
                         jobs=args.jobs, tracker_timeout_s=args.tracker_timeout, sampler=args.sampler,
                         sensitivity=not args.no_sensitivity, max_latency_ms=args.max_latency_ms,
-                        max_memory_mb=args.max_memory_mb)
+                        max_memory_mb=args.max_memory_mb, screen=not args.no_screen)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -111,8 +111,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     with progress:
         bar = progress.add_task("", total=cfg.trials)
         outcome = prepared.run(on_trial)
-    print(f"this worker ran {outcome.trials_run} trials in {outcome.elapsed_s:.0f} s (sampler seed {outcome.seed}); "
-          f"study '{outcome.study}' in {redact(outcome.storage)} has {outcome.trials_total} in all, "
+    screened = f"; {outcome.screened} more screened out by the simulation" if outcome.screened else ""
+    print(f"this worker ran {outcome.trials_run} trials in {outcome.elapsed_s:.0f} s (sampler seed {outcome.seed}"
+          f"{screened}); study '{outcome.study}' in {redact(outcome.storage)} has {outcome.trials_total} in all, "
           f"{outcome.failed} failed")
     if n := logged_since(warnings_log, log_start):
         print(f"{n} warning{'s' * (n > 1)} from the libraries autocomp uses went to {warnings_log} "

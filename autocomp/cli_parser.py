@@ -56,6 +56,9 @@ def build_parser(search_defaults: Mapping[str, Any] | None = None) -> argparse.A
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--no-sensitivity", action="store_true",
                    help="skip the per-layer sensitivity step (space pruning, knapsack plans after the baselines)")
+    p.add_argument("--no-screen", action="store_true",
+                   help="compile and time every candidate, also one whose simulated accuracy already breaks the "
+                        "budget (by default such a trial is pruned and does not count towards --trials)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp", "random"],
                    help="Optuna sampler (default tpe: many categorical choices, few trials; random: the control)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")

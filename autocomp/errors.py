@@ -15,6 +15,15 @@ class CandidateError(Exception):
     """One candidate could not be compressed, compiled or measured; the search goes on."""
 
 
+class ScreenedOut(Exception):
+    """A search's candidate whose simulated accuracy already breaks the budget: it is not lowered,
+    compiled or timed (search.py records the trial as pruned, with this figure)."""
+
+    def __init__(self, accuracy_sim: float, timings_s: dict[str, float]) -> None:
+        super().__init__(accuracy_sim, timings_s)  # the arguments again: it crosses a process pool
+        self.accuracy_sim, self.timings_s = accuracy_sim, timings_s
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's message (the type's name when it has none): what a
     one-line error quotes from a library's multi-line message."""

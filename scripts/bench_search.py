@@ -8,8 +8,10 @@ For each task and seed, two searches on the host device into a temporary SQLite 
 baselines. After each search the front and the baselines are re-timed together beside the reference
 (study/remeasure.py), and every figure below comes from that one window:
 
-- feasible_fraction: feasible trials among those the search proposed (the uniform baselines excluded;
-  the sensitivity step's knapsack plans count as the search's);
+- feasible_fraction: feasible trials among those the search proposed and measured (the uniform baselines
+  excluded; the sensitivity step's knapsack plans count as the search's); screened: sampled candidates
+  the simulation screened out (pruned before compiling; they do not count towards --trials, search.py);
+  feasible_fraction_with_screened: the same share with the screened ones counted as proposed;
 - hypervolume: of the feasible re-timed points in (latency, memory), each divided by the fp32 trial's,
   reference point (1.1, 1.1); hypervolume_uniform: the same of the feasible uniform baselines alone
   (fp32, w8a8, w8a8 p0.25); hypervolume_unpruned: of fp32 and w8a8 alone (issue 17's table: the pruned
@@ -76,9 +78,13 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
     unpruned = [n for n in uniform if not any(lp["prune"] > 0 for lp in by_number[n].user_attrs["plan"]["layers"])]
     fastest = min(feasible, key=lambda n: points[str(n)]["latency_ms"])
     ort = ort_ratio(prepared.ctx, by_number[fastest], Path(tempfile.mkdtemp(prefix="bench-search-")))
+    screened = sum("screened" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    feasible_proposed = sum(pareto.feasible(t) for t in proposed)
     return {
         "task": task, "sampler": sampler, "seed": seed, "trials": len(completed),
-        "feasible_fraction": (sum(pareto.feasible(t) for t in proposed) / len(proposed)) if proposed else 0.0,
+        "feasible_fraction": (feasible_proposed / len(proposed)) if proposed else 0.0,
+        "screened": screened,
+        "feasible_fraction_with_screened": feasible_proposed / max(1, len(proposed) + screened),
         "hypervolume": hypervolume_2d([norm(n) for n in feasible]),
         "hypervolume_uniform": hypervolume_2d([norm(n) for n in uniform]),
         "hypervolume_unpruned": hypervolume_2d([norm(n) for n in unpruned]),
@@ -155,7 +161,7 @@ def main() -> int:
     print(f"{args.trials} trials per search, max accuracy drop {args.max_accuracy_drop}; figures from the final "
           "re-timing of each study's front and baselines in one window")
     cols = ("task", "sampler", "seed", "feasible_fraction", "hypervolume", "hypervolume_uniform",
-            "hypervolume_unpruned", "best_speedup",
+            "hypervolume_unpruned", "screened", "feasible_fraction_with_screened", "best_speedup",
             "best_speedup_vs_w8a8", "best_speedup_vs_ort", "smallest_memory_ratio", "wall_s", "candidate_s_median",
             "candidate_s_max", "pruned_candidate_s_median", "best_plan")
     print(" | ".join(cols))

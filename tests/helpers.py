@@ -22,8 +22,9 @@ def unscheduled_outputs(lowered: Any, x: np.ndarray) -> np.ndarray:
 
 def start_search(storage: str, study: str, *args: str, cwd: Any = None) -> Any:
     """A real `autocomp search` process on the digits task (its own process group, so a kill takes its
-    compile workers too); stdout and stderr go to files beside it. Without the sensitivity step: these
-    tests are about the study's mechanics (tests/study/test_sensitivity.py has the step)."""
+    compile workers too); stdout and stderr go to files beside it. Without the sensitivity step and the
+    screening: these tests are about the study's mechanics, and count its trials (tests/study/test_sensitivity.py
+    has the step, tests/study/test_search.py the screening)."""
     import os
     import subprocess
     import sys
@@ -31,7 +32,7 @@ def start_search(storage: str, study: str, *args: str, cwd: Any = None) -> Any:
 
     out = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "autocomp", "search", "--task", "digits", "--device", "host", "--storage", storage,
-           "--study", study, "--max-accuracy-drop", "0.05", "--quiet", "--no-sensitivity", *args]
+           "--study", study, "--max-accuracy-drop", "0.05", "--quiet", "--no-sensitivity", "--no-screen", *args]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     proc.log = out.name

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from autocomp.plan import CompressionPlan
 from autocomp.reports.table import kib
 
 
@@ -40,6 +41,11 @@ class SearchStatus:
 def trial_line(trial: Any, feasible: bool, verbose: bool = False) -> str:
     """One line per finished trial; `verbose` adds where its time went (compress, compile, time, ...)."""
     r = trial.user_attrs.get("result")
+    screened = trial.user_attrs.get("screened")
+    if screened:
+        label = CompressionPlan.from_dict(trial.user_attrs["plan"]).summary() if "plan" in trial.user_attrs else "?"
+        return (f"trial {trial.number}: {label} screened out: simulated accuracy {screened['accuracy_sim']:.4f} "
+                f"(drop {100 * screened['accuracy_drop']:.1f} pt, over the budget); not compiled or timed")
     if not r:
         return f"trial {trial.number}: failed: {trial.user_attrs.get('error', trial.state.name)}"
     ok = "feasible" if feasible else "infeasible"

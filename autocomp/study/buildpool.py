@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autocomp.errors import CandidateError
+from autocomp.errors import CandidateError, ScreenedOut
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,14 @@ def _init_worker(spec: WorkerSpec) -> None:
     _LOCAL = spec.local
 
 
-def _work(plan_data: dict[str, Any], directory: str) -> Any:
+def _work(plan_data: dict[str, Any], directory: str, min_accuracy: float | None) -> Any:
     from autocomp.candidate import evaluate_plan, evaluate_untimed
     from autocomp.plan import CompressionPlan
 
     plan = CompressionPlan.from_dict(plan_data)
     if _LOCAL:
-        return evaluate_untimed(_CTX, plan, directory)
-    return evaluate_plan(_CTX, plan)[0]
+        return evaluate_untimed(_CTX, plan, directory, min_accuracy)
+    return evaluate_plan(_CTX, plan, min_accuracy)[0]
 
 
 class BuildPool:
@@ -94,14 +94,15 @@ class BuildPool:
         return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(self.spec,))
 
-    def submit(self, plan: Any) -> Future:
+    def submit(self, plan: Any, min_accuracy: float | None = None) -> Future:
         directory = tempfile.mkdtemp(dir=self._tmp)
-        future = self._executor.submit(_work, plan.to_dict(), directory)
+        future = self._executor.submit(_work, plan.to_dict(), directory, min_accuracy)
         self._dirs[future] = directory
         return future
 
     def finish(self, future: Future) -> Any:
-        """The CandidateResult of a done future (timed here, workers stopped), or its CandidateError."""
+        """The CandidateResult of a done future (timed here, workers stopped), or its CandidateError or
+        ScreenedOut."""
         from autocomp.candidate import Untimed, time_untimed
 
         try:
@@ -112,7 +113,7 @@ class BuildPool:
                     used = ticks()  # read before the workers resume, or their first tick after counts
                 out = replace(result, measure_details={**result.measure_details, "worker_cpu_ticks_while_timed": used})
             return out
-        except CandidateError as exc:
+        except (CandidateError, ScreenedOut) as exc:
             return exc
         except BrokenProcessPool as exc:  # a worker died (e.g. a crash inside the compiler): start afresh
             self._executor.shutdown(wait=False, cancel_futures=True)

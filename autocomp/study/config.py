@@ -43,6 +43,7 @@ class SearchConfig:
     sensitivity: bool = True  # measure per-layer sensitivity first: prune the space, propose knapsack plans
     max_latency_ms: float | None = None  # further constraints: the drift-corrected latency ...
     max_memory_mb: float | None = None  # ... and param + arena bytes (besides the device's memory_mb)
+    screen: bool = True  # a candidate whose simulated accuracy breaks the budget is not compiled (search.py)
 
     def measure_options(self) -> Any:
         from autocomp.measure.base import MeasureOptions
@@ -79,6 +80,8 @@ class SearchOutcome:
     elapsed_s: float
     seed: int = 0  # this worker's sampler seed
     errors: tuple[str, ...] = ()  # why this worker's failed trials failed, one entry per failed trial
+    screened: int = 0  # this worker's trials screened out by the simulation (pruned, not compiled); those
+    # within the cap (search.SCREEN_CAP) are not in trials_run
 
 
 def default_study_name(task: str | None, device: str) -> str:

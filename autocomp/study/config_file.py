@@ -20,7 +20,7 @@ from autocomp.errors import UserError, first_line
 from autocomp.study.config import SearchConfig
 
 RENAMED = {"timeout": "timeout_s", "tracker_timeout": "tracker_timeout_s"}  # flag dest -> SearchConfig field
-NEGATED = {"no_sensitivity": "sensitivity"}  # flag dest -> the field it sets to False
+NEGATED = {"no_sensitivity": "sensitivity", "no_screen": "screen"}  # flag dest -> the field it sets to False
 GROUPS = ("search", "constraints", "budget", "measure", "study")  # optional tables; they only group keys
 _FLAG_OF = {field: dest for dest, field in RENAMED.items()}  # field -> flag dest, where they differ
 _NEGATED_BY = {field: dest for dest, field in NEGATED.items()}

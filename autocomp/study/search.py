@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autocomp import interrupt
-from autocomp.errors import CandidateError, UserError
+from autocomp.errors import CandidateError, ScreenedOut, UserError
 from autocomp.plan import CompressionPlan
 from autocomp.study import liveness
 from autocomp.study.config import (
@@ -37,6 +37,11 @@ from autocomp.study.config import (
     settings_for,
 )
 from autocomp.study.space import FIXED_PLAN, SearchSpace
+
+# screened-out trials (simulated accuracy over the budget: pruned, not compiled) do not count towards
+# --trials, up to this many times --trials of them per run; past that they count like the rest
+SCREEN_CAP = 1
+
 
 @dataclass
 class PreparedSearch:
@@ -67,11 +72,17 @@ class PreparedSearch:
 
         study, t0 = self.study, time.perf_counter()
         mine: list[int] = []  # trials this worker finished
+        screened: list[int] = []  # of them, the ones screened out (pruned): they do not count towards --trials
 
         def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             mine.append(trial.number)
+            if trial.state == optuna.trial.TrialState.PRUNED:
+                screened.append(trial.number)
             if on_trial is not None:
-                on_trial(len(mine), self.cfg.trials, trial)
+                on_trial(len(mine) - len(screened), self.cfg.trials, trial)
+            counted = len(mine) - min(len(screened), self.cfg.trials * SCREEN_CAP)
+            if self.jobs() == 1 and counted >= self.cfg.trials:
+                study.stop()  # the sequential path's budget (the parallel one counts its own)
             interrupt.check()
 
         try:
@@ -79,8 +90,8 @@ class PreparedSearch:
                 self._run_parallel(callback)
             else:
                 study.optimize(
-                    self._objective, n_trials=self.cfg.trials, timeout=self.cfg.timeout_s, catch=(CandidateError,),
-                    callbacks=[callback], gc_after_trial=True,
+                    self._objective, n_trials=self.cfg.trials * (1 + SCREEN_CAP), timeout=self.cfg.timeout_s,
+                    catch=(CandidateError,), callbacks=[callback], gc_after_trial=True,
                 )
             interrupt.check()
         except KeyboardInterrupt:
@@ -91,13 +102,32 @@ class PreparedSearch:
         return SearchOutcome(
             study=study.study_name,
             storage=self.url,
-            trials_run=len(mine),
+            trials_run=len(mine) - min(len(screened), self.cfg.trials * SCREEN_CAP),  # what counts towards --trials
             trials_total=len(trials),
             failed=sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
             elapsed_s=time.perf_counter() - t0,
             seed=self.seed,
             errors=tuple(str(t.user_attrs.get("error", "no error recorded")) for t in failed_here),
+            screened=len(screened),
         )
+
+    def min_accuracy(self, trial: Any) -> float | None:
+        """The simulated accuracy below which the trial's candidate is screened out: the budget's edge,
+        less one eval sample (the compiled artifact's accuracy is the simulation's on CPU targets, and a
+        remote device's result is the simulation's when their outputs agree; see measure/accuracy.py).
+        None for an enqueued plan (FIXED_PLAN: a baseline, a checked knapsack plan, a requeued trial):
+        measured whatever its accuracy, as a reference point."""
+        if not self.cfg.screen or FIXED_PLAN in trial.user_attrs:
+            return None
+        return self.baseline - self.cfg.max_accuracy_drop - 1.0 / max(len(self.ctx.task.eval_targets), 1)
+
+    def _screened(self, trial: Any, exc: ScreenedOut) -> None:
+        """A candidate the simulation screened out: what it reached, and the accuracy constraint it breaks,
+        so the sampler (which reads constraints) learns it is infeasible. It has no latency or memory."""
+        drop = self.baseline - exc.accuracy_sim
+        trial.set_user_attr("screened", {"accuracy_sim": exc.accuracy_sim, "accuracy_drop": round(drop, 6),
+                                         "timings_s": exc.timings_s})
+        trial.set_constraint("accuracy_drop", round(drop - self.cfg.max_accuracy_drop, 9))
 
     def _requeue_interrupted(self) -> None:
         """Ctrl-C inside a trial: Optuna failed it; queue its plan again so the next run measures it."""
@@ -136,12 +166,17 @@ class PreparedSearch:
         return latency, float(result.memory_bytes), result.accuracy_compiled
 
     def _objective(self, trial: Any) -> tuple[float, float, float]:
+        import optuna
+
         from autocomp.candidate import evaluate_plan
 
         plan, result = self._suggest(trial)
         if result is None:
             try:
-                result, _model, _built = evaluate_plan(self.ctx, plan)
+                result, _model, _built = evaluate_plan(self.ctx, plan, min_accuracy=self.min_accuracy(trial))
+            except ScreenedOut as exc:
+                self._screened(trial, exc)
+                raise optuna.TrialPruned(f"screened out: simulated accuracy {exc.accuracy_sim:.4f}") from None
             except CandidateError as exc:
                 # the Ctrl-C that stops the search can break the candidate first (a compiler child in its
                 # process group killed, the signal raised inside a TVM callback): stopped, not failed
@@ -173,9 +208,16 @@ class PreparedSearch:
         pool = BuildPool(WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local), ctx, self.jobs())
         deadline = None if cfg.timeout_s is None else time.perf_counter() + cfg.timeout_s
         left, in_flight = cfg.trials, {}
+        screens = cfg.trials * SCREEN_CAP  # screened-out trials this run may still replace
 
         def tell(trial: Any, result: Any) -> None:
-            if isinstance(result, CandidateError):
+            nonlocal left, screens
+            if isinstance(result, ScreenedOut):
+                self._screened(trial, result)
+                frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                if screens > 0:  # not counted towards --trials
+                    screens, left = screens - 1, left + 1
+            elif isinstance(result, CandidateError):
                 trial.set_user_attr("error", str(result))
                 frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
@@ -195,7 +237,7 @@ class PreparedSearch:
                         if reused is not None:
                             tell(trial, reused)
                         else:
-                            in_flight[pool.submit(plan)] = trial
+                            in_flight[pool.submit(plan, self.min_accuracy(trial))] = trial
                     if not in_flight:
                         break
                     done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)

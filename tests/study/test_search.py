@@ -10,8 +10,10 @@ from autocomp.study.search import SearchConfig, load_study, run_search
 
 def cfg(url, **kw):
     """These tests are about the study's mechanics: no sensitivity step (test_sensitivity.py has it),
-    so the queue holds exactly the uniform baselines."""
-    return SearchConfig(task="digits", device="host", storage=url, study="s", **{"sensitivity": False, **kw})
+    so the queue holds exactly the uniform baselines, and every trial is measured (no screening, which
+    test_a_screened_out_candidate_... turns on)."""
+    return SearchConfig(task="digits", device="host", storage=url, study="s",
+                        **{"sensitivity": False, "screen": False, **kw})
 
 
 def baseline_labels(url):
@@ -74,10 +76,10 @@ def test_a_baseline_interrupted_under_the_objective_runs_on_resume(sqlite_url, m
 
     real = candidate.evaluate_plan
 
-    def interrupted(ctx, plan):
+    def interrupted(ctx, plan, **kw):
         if plan.summary() == "w8a8":
             raise KeyboardInterrupt
-        return real(ctx, plan)
+        return real(ctx, plan, **kw)
 
     monkeypatch.setattr(candidate, "evaluate_plan", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -103,11 +105,11 @@ def test_a_candidate_broken_by_the_ctrl_c_is_stopped_not_failed(sqlite_url, monk
     monkeypatch.setattr(interrupt, "_REQUESTED", threading.Event())
     real = candidate.evaluate_plan
 
-    def broken_by_ctrl_c(ctx, plan):
+    def broken_by_ctrl_c(ctx, plan, **kw):
         if plan.summary() == "w8a8":
             interrupt._REQUESTED.set()  # the CLI's handler heard it, the compiler child died of it
             raise CandidateError("TVM compile for host failed: the compiler was killed")
-        return real(ctx, plan)
+        return real(ctx, plan, **kw)
 
     monkeypatch.setattr(candidate, "evaluate_plan", broken_by_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
@@ -148,10 +150,10 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(sqlite_url, monk
 
     real = candidate.evaluate_plan
 
-    def flaky(ctx, plan):
+    def flaky(ctx, plan, **kw):
         if plan.summary() == "w8a8":
             raise CandidateError("TVM compile for host failed: injected")
-        return real(ctx, plan)
+        return real(ctx, plan, **kw)
 
     monkeypatch.setattr(candidate, "evaluate_plan", flaky)
     out = run_search(cfg(sqlite_url, trials=3, jobs=1))  # in this process, where the patch is
@@ -213,3 +215,24 @@ def test_a_study_keeps_the_winograd_mode_it_was_measured_with(sqlite_url, tmp_pa
         export_trial("s", sqlite_url, 0, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert len(load_study("s", sqlite_url).trials) == len(baseline_labels(sqlite_url))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_screened_out_candidate_is_pruned_uncompiled_and_does_not_count(sqlite_url, monkeypatch, jobs):
+    """Screening, with its threshold raised out of reach (the simulation itself is real): the enqueued
+    baselines are measured whatever their accuracy; every sampled candidate is pruned after its
+    simulation with no result, its simulated accuracy and the accuracy constraint it breaks recorded;
+    up to --trials of them do not count towards --trials, later ones do. jobs=2: across the build pool."""
+    monkeypatch.setattr(study_mod.PreparedSearch, "min_accuracy",
+                        lambda self, trial: None if study_mod.FIXED_PLAN in trial.user_attrs else 1.01)
+    out = run_search(cfg(sqlite_url, trials=4, jobs=jobs, screen=True))
+    trials = load_study("s", sqlite_url).trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(done) == len(baseline_labels(sqlite_url)) == 3 and out.failed == 0
+    assert out.screened == len(pruned) == 5 and out.trials_run == 4  # 4 free screens, then one counted
+    for t in pruned:
+        screened = t.user_attrs["screened"]
+        assert "result" not in t.user_attrs and 0 < screened["accuracy_sim"] <= 1
+        assert set(screened["timings_s"]) == {"compress", "simulate"}  # stopped before lowering
+        assert t.constraints["accuracy_drop"] == pytest.approx(screened["accuracy_drop"] - 0.01, abs=1e-6)
