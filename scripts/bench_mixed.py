@@ -1,4 +1,5 @@
-"""What a mixed plan pays: per-layer kernel times of fp32, w8a8, w4a8 and w8a8 with one layer float.
+"""What a mixed plan pays: per-layer kernel times of fp32, w8a8, sub-byte and shared weights (w4a8, w2a8,
+k4a8, k2a8) and w8a8 with one layer float.
 
     python scripts/bench_mixed.py [--task fashion-mnist] [--rounds 7] [--json]
 
@@ -7,7 +8,8 @@ instrument hook (measure/kernel_times.py: the kernels between two layers count w
 them), the plans taking turns within each round so they share the machine's minutes. Medians over rounds.
 Per one-float-layer plan it prints the transition cost: its total minus w8a8's total with that layer at
 its fp32 time. A cost near 0 means the float layer pays only for its own arithmetic (no layout or dtype
-kernels around it); w4a8 against w8a8 shows what unpacking 4-bit weights per call costs.
+kernels around it); w4a8 / w2a8 / k4a8 / k2a8 against w8a8, per layer, show what unpacking (and looking up
+a shared-weight codebook) costs, in the kernel where the dot-product template runs the conv, per call elsewhere.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def main() -> int:
     ctx = prepare(load_task(args.task), load_profile("host"))
     layers = list(ctx.layers)
     uniform = CompressionPlan.uniform
-    plans = {"fp32": uniform(ctx.layers), "w8a8": uniform(ctx.layers, 8, 8), "w4a8": uniform(ctx.layers, 4, 8)}
+    plans = {"fp32": uniform(ctx.layers), "w8a8": uniform(ctx.layers, 8, 8), "w4a8": uniform(ctx.layers, 4, 8),
+             "w2a8": uniform(ctx.layers, 2, 8), "k4a8": uniform(ctx.layers, 4, 8, shared=True),
+             "k2a8": uniform(ctx.layers, 2, 8, shared=True)}
     for i in range(1, len(layers) - 1):
         plans[f"w8a8, {layers[i]} float"] = CompressionPlan(tuple(
             LayerPlan(n, 32, 32, 0.0) if j == i else LayerPlan(n, 8, 8, 0.0) for j, n in enumerate(layers)))
@@ -77,9 +81,10 @@ def main() -> int:
         extra = f" {r['transition_ms']:+10.4f}" if "transition_ms" in r else ""
         print(f"{r['plan'][:28]:28s} " + " ".join(f"{r['layer_ms'][n]:10.4f}" for n in layers)
               + f" {r['total_ms']:8.4f}{extra}")
-    w4, w8 = rows[2]["total_ms"], rows[1]["total_ms"]
-    print(f"w4a8 / w8a8 = {w4 / w8:.2f}; kernels of w4a8 not in w8a8: "
-          f"{sum('floor_divide' in n for n in rows[2]['kernels'])} per-call unpack kernels")
+    w8 = rows[1]["total_ms"]
+    for r in rows[2:6]:
+        per_call = sum("floor_divide" in n or "gather" in n for n in r["kernels"])
+        print(f"{r['plan']} / w8a8 = {r['total_ms'] / w8:.2f} ({per_call} per-call unpack / lookup kernels)")
     return 0
 
 
