@@ -64,7 +64,8 @@ def evaluate(plan: str | CompressionPlan = "w8a8", task: str | None = None, devi
     """Compress, compile, measure and evaluate one plan (`autocomp evaluate`): a uniform plan's name
     (fp32, w8a8, w4a8, w16, ...), a plan JSON file, or a CompressionPlan. `measure` takes
     MeasureOptions' fields (`tracker`, `rpc_key`, `estimate`, `tracker_timeout_s`)."""
-    from autocomp.candidate import evaluate_plan, prepare, resolve_plan
+    from autocomp.candidate import evaluate_plan, prepare
+    from autocomp.plan_spec import resolve_plan
     from autocomp.measure.flags import check_candidate_flags
     from autocomp.measure.base import MeasureOptions
     from autocomp.measure.runners import runner_for

@@ -251,7 +251,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from autocomp.candidate import evaluate_plan, prepare, resolve_plan
+    from autocomp.candidate import evaluate_plan, prepare
+    from autocomp.plan_spec import resolve_plan
     from autocomp.measure.flags import check_candidate_flags
     from autocomp.device.profiles import load_profile
     from autocomp.measure.runners import runner_for

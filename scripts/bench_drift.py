@@ -27,7 +27,7 @@ import _bench  # noqa: E402
 
 
 def probe_plan(spec: str, ctx):  # type: ignore[no-untyped-def]
-    from autocomp.candidate import resolve_plan
+    from autocomp.plan_spec import resolve_plan
     from autocomp.plan import CompressionPlan
 
     if spec == "w8a8-p0.25":

@@ -257,31 +257,6 @@ class PreparedSearch:
                 pool.close()
 
 
-def _baseline_settled(study: Any, plan: CompressionPlan) -> bool:
-    """A baseline needs no (new) trial when one with its plan is waiting, running, complete, or
-    failed as a candidate (an `error` recorded). A trial that only failed because the search was
-    stopped under it (Ctrl-C in the objective) does not count: the baseline is enqueued again."""
-    import optuna
-
-    state = optuna.trial.TrialState
-    wanted = plan.to_dict()
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(FIXED_PLAN, t.user_attrs.get("plan")) != wanted and not _enqueued_before(t, plan):
-            continue
-        if t.state in (state.WAITING, state.RUNNING, state.COMPLETE) or "error" in t.user_attrs:
-            return True
-    return False
-
-
-def _enqueued_before(trial: Any, plan: CompressionPlan) -> bool:
-    """A baseline a study created by autocomp before FIXED_PLAN queued by its parameters alone."""
-    fixed = trial.system_attrs.get("fixed_params")
-    if fixed is None or FIXED_PLAN in trial.user_attrs or "plan" in trial.user_attrs:
-        return False
-    complete = all(f"w_bits:{lp.name}" in fixed and f"a_bits:{lp.name}" in fixed for lp in plan.layers)
-    return complete and all(SearchSpace.value(plan, param) == value for param, value in fixed.items())
-
-
 def run_search(cfg: SearchConfig, on_trial: Callable[[int, int, Any], None] | None = None) -> SearchOutcome:
     """Run `cfg.trials` more trials of the study (creating or resuming it)."""
     return prepare_search(cfg).run(on_trial)
@@ -361,7 +336,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     if hasattr(study.sampler, "search_space"):
         study.sampler.search_space = space.distributions()
     for plan in [*(p for _label, p in space.baselines()), *proposals]:
-        if not _baseline_settled(study, plan):
+        if not storage_mod.baseline_settled(study, plan):
             space.enqueue(study, plan)
     if stored is None:  # created here, or its creator died before writing the settings
         effective = replace(cfg, task=cfg.task or task.name, study=study_name, storage=storage_mod.redact(url))

@@ -165,3 +165,32 @@ def fail_stale_trials(study: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def baseline_settled(study: Any, plan: Any) -> bool:
+    """A baseline needs no (new) trial when one with its plan is waiting, running, complete, or
+    failed as a candidate (an `error` recorded). A trial that only failed because the search was
+    stopped under it (Ctrl-C in the objective) does not count: the baseline is enqueued again."""
+    import optuna
+
+    from autocomp.study.space import FIXED_PLAN
+
+    state = optuna.trial.TrialState
+    wanted = plan.to_dict()
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(FIXED_PLAN, t.user_attrs.get("plan")) != wanted and not _enqueued_before(t, plan):
+            continue
+        if t.state in (state.WAITING, state.RUNNING, state.COMPLETE) or "error" in t.user_attrs:
+            return True
+    return False
+
+
+def _enqueued_before(trial: Any, plan: Any) -> bool:
+    """A baseline a study created by autocomp before FIXED_PLAN queued by its parameters alone."""
+    from autocomp.study.space import FIXED_PLAN, SearchSpace
+
+    fixed = trial.system_attrs.get("fixed_params")
+    if fixed is None or FIXED_PLAN in trial.user_attrs or "plan" in trial.user_attrs:
+        return False
+    complete = all(f"w_bits:{lp.name}" in fixed and f"a_bits:{lp.name}" in fixed for lp in plan.layers)
+    return complete and all(SearchSpace.value(plan, param) == value for param, value in fixed.items())

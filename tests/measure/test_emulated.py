@@ -116,3 +116,9 @@ def test_rpi4_int16_product_kernels_are_exact_for_4_and_16_channel_groups(emulat
     assert sorted(v for k, v in built.kernels.items() if "_int4_" in k) == labels, built.kernels
     assert result.measure_details["agreement_same_class"] == 1.0
     assert result.measure_details["agreement_max_abs_err"] < 1e-4
+    # shared 2-bit weights: indices unpacked and the codebook looked up inside the same kernels (a per-channel
+    # weight sum folded for the re-centred inputs, precompute.py)
+    result, _model, built = evaluate_plan(ctx, CompressionPlan.uniform(ctx.layers, 2, 8, shared=True))
+    assert sorted(v for k, v in built.kernels.items() if "_int2_" in k and "_cb" in k) == labels, built.kernels
+    assert result.measure_details["agreement_same_class"] == 1.0
+    assert result.measure_details["agreement_max_abs_err"] < 1e-4

@@ -49,7 +49,7 @@ def test_calls_per_sample_fills_min_repeat_ms():
 
 
 def test_builds_timed_beside_a_reference_on_this_cpu(digits_ctx, digits_task):
-    from autocomp.candidate import resolve_plan
+    from autocomp.plan_spec import resolve_plan
 
     fp32 = digits_ctx.compile(resolve_plan("fp32", digits_ctx)).built
     runner = LocalRunner(Measurement(number=5, repeat=9, min_repeat_ms=2, warmup=1))

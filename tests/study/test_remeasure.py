@@ -19,8 +19,10 @@ def test_front_and_baselines_are_retimed_in_one_window_and_stored(sqlite_url):
     record = retime(study, prepared.ctx)
     study = load_study("s", sqlite_url)
     assert pareto.retimed(study) == record and set(record["points"]) == {str(n) for n in chosen}
-    start, end = record["window"]
-    assert 0 <= end - start < 60 and record["reference"] == "w8a8" and record["reference_ms"] > 0
+    start, end = record["window"]  # one window for every point: its length is the machine's business (a
+    # loaded CI runner once took 94 s), not this test's
+    assert start <= end and record["reference"] == "w8a8" and record["reference_ms"] > 0
+    assert record["rounds"] == prepared.ctx.profile.measurement.repeat
     for p in [*pareto.front(study), pareto.baseline(study)]:
         again = record["points"][str(p.trial)]
         assert p.retimed_ms == again["latency_ms"] > 0 and p.retimed_ratio == again["ratio"] > 0

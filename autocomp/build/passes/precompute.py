@@ -75,7 +75,9 @@ def _fold_once(mod: Any, params: tuple[np.ndarray, ...]) -> tuple[Any, tuple[np.
             if all(uses.get(a, 0) == 1 and a not in kept for a in known) and (size <= inputs or grows):
                 dead.update(known)  # the inputs' only use: the result replaces them
             elif size * SMALL > inputs:
-                if size > inputs:  # e.g. an int4 weight unpacked: stays per call, but what reduces it can fold
+                # e.g. an int4 weight unpacked, or a codebook's indices looked up (their input is computed per
+                # call): stays per call, but what reduces it (a per-channel sum) can fold
+                if size > inputs or any(a in kept for a in known):
                     nbytes[binding.var] = size
                     kept.add(binding.var)
                     steps.append(step)
