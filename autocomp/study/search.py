@@ -78,9 +78,9 @@ class PreparedSearch:
             mine.append(trial.number)
             if trial.state == optuna.trial.TrialState.PRUNED:
                 screened.append(trial.number)
+            counted = len(mine) - min(len(screened), self.cfg.trials * SCREEN_CAP)  # towards --trials
             if on_trial is not None:
-                on_trial(len(mine) - len(screened), self.cfg.trials, trial)
-            counted = len(mine) - min(len(screened), self.cfg.trials * SCREEN_CAP)
+                on_trial(counted, self.cfg.trials, trial)
             if self.jobs() == 1 and counted >= self.cfg.trials:
                 study.stop()  # the sequential path's budget (the parallel one counts its own)
             interrupt.check()
