@@ -66,7 +66,8 @@ def test_interrupted_search_keeps_completed_trials_and_resumes(sqlite_url):
     assert out.trials_run == 2
     study = load_study("s", sqlite_url)
     labels = [t.user_attrs["result"]["plan_label"] for t in study.trials if "result" in t.user_attrs]
-    assert labels[:2] == baseline_labels(sqlite_url)[:2]
+    # baselines come first; in parallel one in flight at the Ctrl-C is queued again, so only the set is fixed
+    assert set(labels[:2]) <= set(baseline_labels(sqlite_url))
     assert set(baseline_labels(sqlite_url)) <= set(labels)  # the waiting baselines ran (parallel: in any order)
     assert labels.count("fp32") == 1 or "reused_from_trial" in study.trials[labels.index("fp32", 1)].user_attrs
 
