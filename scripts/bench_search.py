@@ -19,6 +19,8 @@ baselines. After each search the front and the baselines are re-timed together b
 - best_speedup: fp32 latency / the fastest feasible point's; best_speedup_vs_w8a8 likewise against the
   uniform w8a8 baseline; best_speedup_vs_ort: onnxruntime fp32 (the task's fp32 model exported to ONNX,
   same input) / the fastest feasible point's, timed interleaved right after the re-timing;
+- neighbours: sampled trials that are neighbours of the feasible front (study/neighbours.py), and of them
+  the feasible and the screened ones;
 - smallest_memory_ratio: the smallest feasible memory / fp32 memory; wall_s: the search's wall time.
 
 A feasible point keeps the accuracy drop within --max-accuracy-drop of fp32 on the task's eval set.
@@ -40,6 +42,7 @@ warnings.filterwarnings("ignore")
 
 import _bench  # noqa: E402
 
+from autocomp.study.neighbours import ORIGIN_ATTR  # noqa: E402
 from autocomp.study.pareto import hypervolume_2d  # noqa: E402  (reference point (1.1, 1.1))
 from autocomp.study.space import FIXED_PLAN  # noqa: E402
 
@@ -80,11 +83,14 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
     ort = ort_ratio(prepared.ctx, by_number[fastest], Path(tempfile.mkdtemp(prefix="bench-search-")))
     screened = sum("screened" in t.user_attrs for t in study.get_trials(deepcopy=False))
     feasible_proposed = sum(pareto.feasible(t) for t in proposed)
+    near = [t for t in study.get_trials(deepcopy=False) if ORIGIN_ATTR in t.user_attrs]
     return {
         "task": task, "sampler": sampler, "seed": seed, "trials": len(completed),
         "feasible_fraction": (feasible_proposed / len(proposed)) if proposed else 0.0,
         "screened": screened,
         "feasible_fraction_with_screened": feasible_proposed / max(1, len(proposed) + screened),
+        "neighbours": len(near), "neighbours_feasible": sum(pareto.feasible(t) for t in near),
+        "neighbours_screened": sum("screened" in t.user_attrs for t in near),
         "hypervolume": hypervolume_2d([norm(n) for n in feasible]),
         "hypervolume_uniform": hypervolume_2d([norm(n) for n in uniform]),
         "hypervolume_unpruned": hypervolume_2d([norm(n) for n in unpruned]),
@@ -143,6 +149,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
+    parser.add_argument("--samplers", default="autocomp,random", help="a subset, to rerun one side only")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -150,7 +157,7 @@ def main() -> int:
     rows = []
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
-            for sampler in ("autocomp", "random"):
+            for sampler in args.samplers.split(","):
                 rows.append(one_search(task, seed, sampler, args, url))
                 if not args.json:
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -161,14 +168,15 @@ def main() -> int:
     print(f"{args.trials} trials per search, max accuracy drop {args.max_accuracy_drop}; figures from the final "
           "re-timing of each study's front and baselines in one window")
     cols = ("task", "sampler", "seed", "feasible_fraction", "hypervolume", "hypervolume_uniform",
-            "hypervolume_unpruned", "screened", "feasible_fraction_with_screened", "best_speedup",
+            "hypervolume_unpruned", "screened", "feasible_fraction_with_screened", "neighbours",
+            "neighbours_feasible", "neighbours_screened", "best_speedup",
             "best_speedup_vs_w8a8", "best_speedup_vs_ort", "smallest_memory_ratio", "wall_s", "candidate_s_median",
             "candidate_s_max", "pruned_candidate_s_median", "best_plan")
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     for task in args.tasks.split(","):
-        for sampler in ("autocomp", "random"):
+        for sampler in args.samplers.split(","):
             mine = [r for r in rows if r["task"] == task and r["sampler"] == sampler]
             mean = {k: statistics.mean(r[k] for r in mine) for k in
                     ("feasible_fraction", "hypervolume", "hypervolume_uniform", "hypervolume_unpruned", "best_speedup",

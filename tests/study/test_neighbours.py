@@ -1,0 +1,72 @@
+"""The sampler's local moves, on a real Optuna study in SQLite (no model: the trials are told by hand)."""
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+
+from autocomp.study import neighbours
+from autocomp.study.tpe import SpaceTPESampler
+
+SPACE = {
+    "w_bits:a": CategoricalDistribution((2, 4, 8, 32, "k2", "k4")),
+    "a_bits:a": CategoricalDistribution((8, 32)),
+    "w_bits:b": CategoricalDistribution((8, 32)),  # sub-byte choices excluded for b (sensitivity)
+    "prune:a": CategoricalDistribution((0.0, 0.125, 0.25)),
+}
+W8 = {"w_bits:a": 8, "a_bits:a": 8, "w_bits:b": 8, "prune:a": 0.0}
+
+
+def test_a_step_moves_to_the_next_offered_choice():
+    choices = SPACE["w_bits:a"].choices
+    assert neighbours.step("w_bits:a", 32, choices, True) == 8  # 16 is not offered
+    assert neighbours.step("w_bits:a", 8, choices, True) == "k4"
+    assert neighbours.step("w_bits:a", "k4", choices, True) == 4
+    assert neighbours.step("w_bits:a", 2, choices, True) is None
+    assert neighbours.step("w_bits:a", 8, choices, False) == 32
+    assert neighbours.step("prune:a", 0.25, SPACE["prune:a"].choices, True) is None
+    assert neighbours.step("prune:a", 0.25, SPACE["prune:a"].choices, False) == 0.125
+
+
+def test_a_neighbour_is_a_few_steps_away_new_and_never_leaves_the_space():
+    rng = np.random.RandomState(0)
+    for _ in range(200):
+        n = neighbours.neighbour(W8, SPACE, rng, taken=set())
+        changed = {k for k in W8 if n[k] != W8[k]}
+        assert 1 <= len(changed) <= 3 and all(n[k] in SPACE[k].choices for k in n)
+        order = {k: neighbours.ORDER[k.split(":")[0]] for k in changed}
+        assert any(order[k].index(n[k]) > order[k].index(W8[k]) for k in changed)  # at least one step harder
+    # nothing left but plans already in the study: no neighbour
+    only = {"w_bits:b": CategoricalDistribution((8, 32))}
+    assert neighbours.neighbour({"w_bits:b": 32}, only, rng, taken={(("w_bits:b", 8),)}) is None
+
+
+def tell(study, params, values, drop):
+    trial = study.ask()  # the next queued plan
+    assert {k: trial.suggest_categorical(k, SPACE[k].choices) for k in params} == params
+    trial.set_constraint("accuracy_drop", drop)
+    study.tell(trial, values)
+    return trial.number
+
+
+def test_parents_are_the_feasible_front_and_the_sampler_says_which(sqlite_url):
+    study = optuna.create_study(storage=sqlite_url, directions=["minimize", "minimize", "maximize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    assert neighbours.propose(study, SPACE, np.random.RandomState(0)) is None  # nothing measured yet
+    for params in (W8, {**W8, "a_bits:a": 32}, {**W8, "prune:a": 0.25}):
+        study.enqueue_trial(params)
+    fast = tell(study, W8, [1.0, 100.0, 0.9], -0.01)
+    tell(study, {**W8, "a_bits:a": 32}, [2.0, 200.0, 0.9], -0.01)  # dominated: never a parent
+    tell(study, {**W8, "prune:a": 0.25}, [0.5, 50.0, 0.5], 0.3)  # faster but infeasible: never a parent
+    sampler = SpaceTPESampler(seed=0, n_startup_trials=1, multivariate=True)
+    sampler.search_space, sampler.neighbour_share = SPACE, 1.0
+    study.sampler = sampler
+    for _ in range(5):
+        trial = study.ask()
+        params = {k: trial.suggest_categorical(k, SPACE[k].choices) for k in SPACE}
+        assert study.trials[trial.number].user_attrs[neighbours.ORIGIN_ATTR] == {"neighbour_of": fast}
+        assert 1 <= sum(params[k] != W8[k] for k in SPACE) <= 3
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    sampler.neighbour_share = 0.0
+    trial = study.ask()
+    {k: trial.suggest_categorical(k, SPACE[k].choices) for k in SPACE}
+    assert neighbours.ORIGIN_ATTR not in study.trials[trial.number].user_attrs  # TPE's own sample
