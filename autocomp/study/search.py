@@ -36,6 +36,7 @@ from autocomp.study.config import (
     objective_latency_ms,
     settings_for,
 )
+from autocomp.study.neighbours import layer_weights
 from autocomp.study.space import FIXED_PLAN, SearchSpace
 
 # screened-out trials (simulated accuracy over the budget: pruned, not compiled) do not count towards
@@ -335,6 +336,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     space = replace(space, excluded=wanted.get("excluded", {}))
     if hasattr(study.sampler, "search_space"):
         study.sampler.search_space = space.distributions()
+        study.sampler.layer_weights = layer_weights(ctx.model, space.layers, study.user_attrs.get(SENSITIVITY_ATTR))
     for plan in [*(p for _label, p in space.baselines()), *proposals]:
         if not storage_mod.baseline_settled(study, plan):
             space.enqueue(study, plan)

@@ -20,6 +20,7 @@ from autocomp.study import neighbours
 class SpaceTPESampler(optuna.samplers.TPESampler):
     search_space: dict[str, Any] | None = None  # parameter -> distribution (SearchSpace.distributions)
     neighbour_share: float = 0.5  # of sampled trials: a neighbour of the feasible front instead of TPE's
+    layer_weights: dict[str, float] | None = None  # how often a neighbour's step lands on each layer
 
     def infer_relative_search_space(self, study: optuna.Study, trial: Any) -> dict[str, Any]:
         if self.search_space is None:
@@ -30,7 +31,7 @@ class SpaceTPESampler(optuna.samplers.TPESampler):
         """Half of the time a local move from a feasible front point (exploitation TPE does poorly with
         few observations of many categorical parameters), else TPE's sample (exploration)."""
         if search_space and "fixed_params" not in trial.system_attrs and self._rng.rng.rand() < self.neighbour_share:
-            found = neighbours.propose(study, search_space, self._rng.rng)
+            found = neighbours.propose(study, search_space, self._rng.rng, self.layer_weights)
             if found is not None:
                 params, parent = found
                 study._storage.set_trial_user_attr(trial._trial_id, neighbours.ORIGIN_ATTR, {"neighbour_of": parent})

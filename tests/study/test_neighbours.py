@@ -22,7 +22,9 @@ def test_a_step_moves_to_the_next_offered_choice():
     assert neighbours.step("w_bits:a", 8, choices, True) == "k4"
     assert neighbours.step("w_bits:a", "k4", choices, True) == 4
     assert neighbours.step("w_bits:a", 2, choices, True) is None
-    assert neighbours.step("w_bits:a", 8, choices, False) == 32
+    assert neighbours.step("w_bits:a", "k4", choices, False) == 8
+    assert neighbours.step("w_bits:a", 8, choices, False) is None  # never back to float
+    assert neighbours.step("a_bits:a", 8, SPACE["a_bits:a"].choices, False) is None
     assert neighbours.step("prune:a", 0.25, SPACE["prune:a"].choices, True) is None
     assert neighbours.step("prune:a", 0.25, SPACE["prune:a"].choices, False) == 0.125
 
@@ -35,6 +37,10 @@ def test_a_neighbour_is_a_few_steps_away_new_and_never_leaves_the_space():
         assert 1 <= len(changed) <= 3 and all(n[k] in SPACE[k].choices for k in n)
         order = {k: neighbours.ORDER[k.split(":")[0]] for k in changed}
         assert any(order[k].index(n[k]) > order[k].index(W8[k]) for k in changed)  # at least one step harder
+    # a layer of weight 0 is stepped only when no other can be
+    for _ in range(50):
+        n = neighbours.neighbour(W8, SPACE, rng, taken=set(), weights={"a": 1.0, "b": 0.0})
+        assert n["w_bits:b"] == 8
     # nothing left but plans already in the study: no neighbour
     only = {"w_bits:b": CategoricalDistribution((8, 32))}
     assert neighbours.neighbour({"w_bits:b": 32}, only, rng, taken={(("w_bits:b", 8),)}) is None
@@ -52,21 +58,36 @@ def test_parents_are_the_feasible_front_and_the_sampler_says_which(sqlite_url):
     study = optuna.create_study(storage=sqlite_url, directions=["minimize", "minimize", "maximize"],
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     assert neighbours.propose(study, SPACE, np.random.RandomState(0)) is None  # nothing measured yet
-    for params in (W8, {**W8, "a_bits:a": 32}, {**W8, "prune:a": 0.25}):
+    for params in (W8, {**W8, "a_bits:a": 32}, {**W8, "prune:a": 0.25}, {**W8, "w_bits:a": 4}):
         study.enqueue_trial(params)
     fast = tell(study, W8, [1.0, 100.0, 0.9], -0.01)
     tell(study, {**W8, "a_bits:a": 32}, [2.0, 200.0, 0.9], -0.01)  # dominated: never a parent
     tell(study, {**W8, "prune:a": 0.25}, [0.5, 50.0, 0.5], 0.3)  # faster but infeasible: never a parent
+    edge = tell(study, {**W8, "w_bits:a": 4}, [1.1, 60.0, 0.89], 0.0)  # on the front, at the budget's edge
+    # the parent with room left (slack 0.01) is drawn ten times as often as the one at the edge (0)
+    rng = np.random.RandomState(0)
+    drawn = [neighbours.propose(study, SPACE, rng)[1] for _ in range(300)]
+    assert set(drawn) == {fast, edge} and 0.85 < drawn.count(fast) / 300 < 0.97
     sampler = SpaceTPESampler(seed=0, n_startup_trials=1, multivariate=True)
     sampler.search_space, sampler.neighbour_share = SPACE, 1.0
     study.sampler = sampler
-    for _ in range(5):
+    for _ in range(3):
         trial = study.ask()
         params = {k: trial.suggest_categorical(k, SPACE[k].choices) for k in SPACE}
-        assert study.trials[trial.number].user_attrs[neighbours.ORIGIN_ATTR] == {"neighbour_of": fast}
-        assert 1 <= sum(params[k] != W8[k] for k in SPACE) <= 3
+        parent = study.trials[study.trials[trial.number].user_attrs[neighbours.ORIGIN_ATTR]["neighbour_of"]].params
+        assert 1 <= sum(params[k] != parent[k] for k in SPACE) <= 3
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     sampler.neighbour_share = 0.0
     trial = study.ask()
     {k: trial.suggest_categorical(k, SPACE[k].choices) for k in SPACE}
     assert neighbours.ORIGIN_ATTR not in study.trials[trial.number].user_attrs  # TPE's own sample
+
+
+def test_layer_weights_follow_weight_count_and_measured_time():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 60))  # 16 and 240 weights
+    sizes = neighbours.layer_weights(model, ("0", "1"), None)
+    assert sizes == {"0": 16 / 256 + 0.5, "1": 240 / 256 + 0.5}
+    timed = neighbours.layer_weights(model, ("0", "1"), {"latency_ms": {"w8a8": {"0": 3.0, "1": 1.0}}})
+    assert timed["0"] == sizes["0"] + 0.75 and timed["1"] == sizes["1"] + 0.25
