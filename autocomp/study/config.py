@@ -115,7 +115,8 @@ def make_sampler(seed: int, kind: str = "tpe") -> Any:
     """Optuna's samplers; all but random read the trials' constraints (Trial.set_constraint).
 
     TPE is the default: it handles a space of dozens of categorical choices from few trials, and with
-    constant_liar, trials asked together (parallel builds) are not sampled as if the others did not exist.
+    constant_liar, trials asked together (parallel builds) are not sampled as if the others did not exist;
+    half of its samples are neighbours of the feasible front (neighbours.py), where it samples near-randomly.
     NSGA-II needs populations (tens of trials per generation) to pay off; GP suits small continuous spaces;
     random is the control a search must beat (scripts/bench_search.py)."""
     import optuna
