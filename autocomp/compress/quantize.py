@@ -205,10 +205,11 @@ def calibrate_input_ranges(model: nn.Module, names: list[str], data: torch.Tenso
 
 
 def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor,
-             fp16_compute: bool = False) -> nn.Module:
+             fp16_compute: bool = False, ranges: dict[str, tuple[float, float]] | None = None) -> nn.Module:
     """A copy of `model` with every planned layer replaced by a QuantizedLayer.
 
-    `fp16_compute`: the target does fp16 arithmetic, so a16 layers really compute in fp16.
+    `fp16_compute`: the target does fp16 arithmetic, so a16 layers really compute in fp16. `ranges`:
+    `calibrate_input_ranges` of this same `model`, measured once by a caller that quantizes it many ways.
     """
     model = copy.deepcopy(model).eval()
     modules = dict(model.named_modules())
@@ -217,7 +218,8 @@ def quantize(model: nn.Module, plan: CompressionPlan, calib_data: torch.Tensor,
         if lp.name not in modules or not isinstance(modules[lp.name], SEARCHABLE_TYPES):
             raise ValueError(f"plan names layer {lp.name!r}, which is not a Conv2d/Conv1d/Linear of this model")
     need_ranges = [lp.name for lp in todo if lp.a_bits == 8]
-    ranges = calibrate_input_ranges(model, need_ranges, calib_data) if need_ranges else {}
+    if ranges is None or not set(need_ranges) <= set(ranges):
+        ranges = calibrate_input_ranges(model, need_ranges, calib_data) if need_ranges else {}
     for lp in todo:
         parent_name, _, attr = lp.name.rpartition(".")
         parent = modules[parent_name] if parent_name else model

@@ -60,6 +60,7 @@ def _layer(name: str, w: int | str, a: int, prune: float) -> LayerPlan:
 def measure(ctx: Any, space: Any) -> Sensitivity:
     """Every single-layer choice of `space`, measured on `ctx`'s task (see the module docstring)."""
     from autocomp.compress import compress
+    from autocomp.compress.pipeline import float_input_ranges
     from autocomp.compress.distill import Recovery
     from autocomp.device.timing_lock import shared_use
     from autocomp.measure import accuracy
@@ -74,12 +75,14 @@ def measure(ctx: Any, space: Any) -> Sensitivity:
     drops: dict[str, dict[str, float]] = {}
     with shared_use():
         base = accuracy.accuracy_torch(ctx.model, subset)
+        ranges = float_input_ranges(ctx.model, list(space.layers), task.example_input, task.calib_data, ctx.protected,
+                                    ctx.channel_multiple())  # once, not once per int8 choice
         for name in space.layers:
             drops[name] = {}
             for w, a in layer_choices(space):
                 plan = _with(fp32, _layer(name, w, a, 0.0))
                 model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, None, fp16,
-                                 ctx.channel_multiple())
+                                 ctx.channel_multiple(), ranges)
                 drops[name][choice_key(w, a)] = base - accuracy.accuracy_torch(model, subset)
             if name in space.prunable:
                 for ratio in measured_ratios(space.prune_choices):

@@ -92,3 +92,24 @@ def test_w8a8_keeps_accuracy_and_w4_shrinks_more(digits_task, digits_ctx):
 
     w4 = compress(digits_ctx.model, CompressionPlan.uniform(digits_ctx.layers, 4, 8), *args)
     assert stored(w4) < stored(w8) < stored(digits_ctx.model)
+
+
+def test_ranges_measured_once_serve_every_unpruned_plan(digits_task):
+    """The sensitivity step quantizes one model many ways: the float model's input ranges, measured
+    once, give exactly the model that calibrating each plan gives; a pruned plan calibrates its own."""
+    from autocomp.compress.pipeline import float_input_ranges
+
+    model = digits_task.build_model()
+    x, calib = digits_task.example_input, digits_task.calib_data
+    names = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    ranges = float_input_ranges(model, names, x, calib, ())
+    assert set(ranges) == set(names)
+    plan = CompressionPlan.uniform(names, 8, 8)
+    once, each = compress(model, plan, x, calib, (), ranges=ranges), compress(model, plan, x, calib, ())
+    assert torch.equal(once(digits_task.eval_inputs), each(digits_task.eval_inputs))
+    wrong = {n: (0.0, 1e-3) for n in names}  # ignored: pruning changes what a layer's input holds
+    pruned = CompressionPlan.uniform(names, 8, 8, 0.25, [names[0]])
+    assert torch.equal(compress(model, pruned, x, calib, (), ranges=wrong)(digits_task.eval_inputs),
+                       compress(model, pruned, x, calib, ())(digits_task.eval_inputs))
+    assert not torch.equal(compress(model, plan, x, calib, (), ranges=wrong)(digits_task.eval_inputs),
+                           each(digits_task.eval_inputs))
