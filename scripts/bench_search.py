@@ -5,8 +5,10 @@
 
 For each task and seed, two searches on the host device into a temporary SQLite study: autocomp's
 (its default sampler, TPE) and Optuna's RandomSampler, both starting from the same enqueued uniform
-baselines. After each search the front and the baselines are re-timed together beside the reference
-(study/remeasure.py), and every figure below comes from that one window:
+baselines. After both searches of a task and seed, both studies' fronts and baselines are compiled
+again and re-timed together beside the reference, in one window (the machine's speed drifts between
+windows by up to 1.8x, and not evenly across kernels: hypervolumes from two windows differed by 25%
+on the same baselines), and every latency figure below comes from that one window:
 
 - feasible_fraction: feasible trials among those the search proposed and measured (the uniform baselines
   excluded; the sensitivity step's knapsack plans count as the search's); screened: sampled candidates
@@ -36,6 +38,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 warnings.filterwarnings("ignore")
@@ -47,10 +50,9 @@ from autocomp.study.pareto import hypervolume_2d  # noqa: E402  (reference point
 from autocomp.study.space import FIXED_PLAN  # noqa: E402
 
 
-def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url: str) -> dict:
-    from autocomp.study import pareto
-    from autocomp.study.remeasure import retime
-    from autocomp.study.search import SearchConfig, load_study, prepare_search
+def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url: str) -> tuple[Any, float]:
+    """Run one search; its study's name and prepared context, and its wall time."""
+    from autocomp.study.search import SearchConfig, prepare_search
 
     name = f"{task}-{sampler}-{seed}"
     cfg = SearchConfig(task=task, device="host", trials=args.trials, storage=url, study=name, seed=seed,
@@ -59,11 +61,36 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
     t0 = time.perf_counter()
     prepared = prepare_search(cfg)
     prepared.run()
-    wall = time.perf_counter() - t0
-    study = load_study(name, url)
-    record = retime(study, prepared.ctx)
-    study = load_study(name, url)
-    points = record["points"]
+    return prepared, time.perf_counter() - t0
+
+
+def retime_together(studies: list[Any], ctx: Any) -> list[dict[str, Any]]:
+    """Each study's front and uniform baselines (remeasure.trials_to_retime), all compiled again and
+    timed in one window beside the reference: the samplers' studies of one task and seed are compared
+    on figures timed next to each other (the machine's speed drifts between windows). Per study,
+    trial number -> {"latency_ms"}."""
+    from autocomp.device.timing_lock import shared_use
+    from autocomp.plan import CompressionPlan
+    from autocomp.study.remeasure import trials_to_retime
+
+    chosen = [(i, t) for i, study in enumerate(studies) for t in trials_to_retime(study)]
+    with shared_use():
+        builds = [ctx.compile(CompressionPlan.from_dict(t.user_attrs["plan"])).built for _, t in chosen]
+    runner = ctx.runner()
+    sessions = [runner.session(b) for b in builds]
+    _ref, comparisons = runner.compare(sessions, runner.reference_session(ctx.reference()),
+                                       ctx.task.example_input.numpy())
+    out: list[dict[str, Any]] = [{} for _ in studies]
+    for (i, t), c in zip(chosen, comparisons):
+        out[i][str(t.number)] = {"latency_ms": c.candidate.median_ms}
+    return out
+
+
+def summarise(task: str, seed: int, sampler: str, study: Any, points: dict[str, Any], ctx: Any,
+              wall: float) -> dict:
+    """One row of the table, from `points` (this study's share of the joint re-timing)."""
+    from autocomp.study import pareto
+
     completed = pareto.completed(study)
     by_number = {t.number: t for t in completed}
     # the uniform baselines, by plan: the knapsack proposals are enqueued too, but they are the search's own
@@ -80,7 +107,7 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
     uniform = [n for n in feasible if n in baseline_numbers]
     unpruned = [n for n in uniform if not any(lp["prune"] > 0 for lp in by_number[n].user_attrs["plan"]["layers"])]
     fastest = min(feasible, key=lambda n: points[str(n)]["latency_ms"])
-    ort = ort_ratio(prepared.ctx, by_number[fastest], Path(tempfile.mkdtemp(prefix="bench-search-")))
+    ort = ort_ratio(ctx, by_number[fastest], Path(tempfile.mkdtemp(prefix="bench-search-")))
     screened = sum("screened" in t.user_attrs for t in study.get_trials(deepcopy=False))
     feasible_proposed = sum(pareto.feasible(t) for t in proposed)
     near = [t for t in study.get_trials(deepcopy=False) if ORIGIN_ATTR in t.user_attrs]
@@ -155,10 +182,16 @@ def main() -> int:
 
     url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-search-')}/studies.db"
     rows = []
+    from autocomp.study.search import load_study
+
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
-            for sampler in args.samplers.split(","):
-                rows.append(one_search(task, seed, sampler, args, url))
+            samplers = args.samplers.split(",")
+            runs = [one_search(task, seed, sampler, args, url) for sampler in samplers]
+            studies = [load_study(f"{task}-{sampler}-{seed}", url) for sampler in samplers]
+            ctx = runs[0][0].ctx
+            for sampler, study, points, (_prepared, wall) in zip(samplers, studies, retime_together(studies, ctx), runs):
+                rows.append(summarise(task, seed, sampler, study, points, ctx, wall))
                 if not args.json:
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     if args.json:
@@ -182,6 +215,12 @@ def main() -> int:
                     ("feasible_fraction", "hypervolume", "hypervolume_uniform", "hypervolume_unpruned", "best_speedup",
                      "smallest_memory_ratio")}
             print(f"mean {task} {sampler}: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
+        pairs = [(a, r) for a in rows for r in rows if a["task"] == r["task"] == task and a["seed"] == r["seed"]
+                 and (a["sampler"], r["sampler"]) == ("autocomp", "random")]
+        if pairs:
+            ratios = [a["hypervolume"] / r["hypervolume"] for a, r in pairs]
+            print(f"{task}: autocomp's hypervolume / random's, timed in one window per seed: "
+                  + ", ".join(f"{x:.3f}" for x in ratios) + f" (mean {statistics.mean(ratios):.3f})")
     return 0
 
 
