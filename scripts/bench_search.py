@@ -51,7 +51,7 @@ from autocomp.study.space import FIXED_PLAN  # noqa: E402
 
 
 def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url: str) -> tuple[Any, float]:
-    """Run one search; its study's name and prepared context, and its wall time."""
+    """Run one search: the prepared search (its study and context) and its wall time."""
     from autocomp.study.search import SearchConfig, prepare_search
 
     name = f"{task}-{sampler}-{seed}"
@@ -65,21 +65,13 @@ def one_search(task: str, seed: int, sampler: str, args: argparse.Namespace, url
 
 
 def retime_together(studies: list[Any], ctx: Any) -> list[dict[str, Any]]:
-    """Each study's front and uniform baselines (remeasure.trials_to_retime), all compiled again and
-    timed in one window beside the reference: the samplers' studies of one task and seed are compared
-    on figures timed next to each other (the machine's speed drifts between windows). Per study,
-    trial number -> {"latency_ms"}."""
-    from autocomp.device.timing_lock import shared_use
-    from autocomp.plan import CompressionPlan
-    from autocomp.study.remeasure import trials_to_retime
+    """Each study's front and uniform baselines (remeasure.trials_to_retime) timed in one window
+    (remeasure.time_together): the samplers' studies of one task and seed are compared on figures timed
+    next to each other. Per study, trial number -> {"latency_ms"}."""
+    from autocomp.study.remeasure import time_together, trials_to_retime
 
     chosen = [(i, t) for i, study in enumerate(studies) for t in trials_to_retime(study)]
-    with shared_use():
-        builds = [ctx.compile(CompressionPlan.from_dict(t.user_attrs["plan"])).built for _, t in chosen]
-    runner = ctx.runner()
-    sessions = [runner.session(b) for b in builds]
-    _ref, comparisons = runner.compare(sessions, runner.reference_session(ctx.reference()),
-                                       ctx.task.example_input.numpy())
+    _runner, _ref, comparisons = time_together([t for _, t in chosen], ctx)
     out: list[dict[str, Any]] = [{} for _ in studies]
     for (i, t), c in zip(chosen, comparisons):
         out[i][str(t.number)] = {"latency_ms": c.candidate.median_ms}
@@ -182,13 +174,11 @@ def main() -> int:
 
     url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-search-')}/studies.db"
     rows = []
-    from autocomp.study.search import load_study
-
+    samplers = args.samplers.split(",")
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
-            samplers = args.samplers.split(",")
             runs = [one_search(task, seed, sampler, args, url) for sampler in samplers]
-            studies = [load_study(f"{task}-{sampler}-{seed}", url) for sampler in samplers]
+            studies = [prepared.study for prepared, _wall in runs]
             ctx = runs[0][0].ctx
             for sampler, study, points, (_prepared, wall) in zip(samplers, studies, retime_together(studies, ctx), runs):
                 rows.append(summarise(task, seed, sampler, study, points, ctx, wall))
@@ -198,8 +188,8 @@ def main() -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(_bench.cpu_banner())
-    print(f"{args.trials} trials per search, max accuracy drop {args.max_accuracy_drop}; figures from the final "
-          "re-timing of each study's front and baselines in one window")
+    print(f"{args.trials} trials per search, max accuracy drop {args.max_accuracy_drop}; latencies from one "
+          "re-timing window per task and seed, shared by the samplers' fronts and baselines")
     cols = ("task", "sampler", "seed", "feasible_fraction", "hypervolume", "hypervolume_uniform",
             "hypervolume_unpruned", "screened", "feasible_fraction_with_screened", "neighbours",
             "neighbours_feasible", "neighbours_screened", "best_speedup",
@@ -209,7 +199,7 @@ def main() -> int:
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     for task in args.tasks.split(","):
-        for sampler in args.samplers.split(","):
+        for sampler in samplers:
             mine = [r for r in rows if r["task"] == task and r["sampler"] == sampler]
             mean = {k: statistics.mean(r[k] for r in mine) for k in
                     ("feasible_fraction", "hypervolume", "hypervolume_uniform", "hypervolume_unpruned", "best_speedup",

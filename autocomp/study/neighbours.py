@@ -28,7 +28,7 @@ def step(param: str, value: Any, choices: tuple[Any, ...], harder: bool) -> Any 
     if value not in order:
         return None
     i = order.index(value) + (1 if harder else -1)
-    if not 0 <= i < len(order) or (not harder and order[i] in (16, 32) and not param.startswith("prune")):
+    if not 0 <= i < len(order) or (not harder and order[i] in (16, 32)):  # prune ratios are never 16 or 32
         return None
     return order[i]
 

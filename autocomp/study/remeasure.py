@@ -36,24 +36,39 @@ def _uniform(plan: CompressionPlan) -> bool:
         len({lp.prune for lp in plan.layers if lp.prune > 0}) <= 1
 
 
-def retime(study: Any, ctx: Any) -> dict[str, Any]:
-    """Compile the chosen trials' plans again, time them together beside the reference, store and
-    return the record (`points`: trial number -> latency_ms, p10 / p90, ratio)."""
-    from autocomp.device.timing_lock import shared_use
+def _local_runner(ctx: Any) -> Any:
     from autocomp.measure.local import LocalRunner
 
     runner = ctx.runner()
     if not isinstance(runner, LocalRunner):
         raise UserError(f"re-timing the front runs on the local host; device '{ctx.profile.name}' is measured "
                         "elsewhere (each trial there was already timed beside the reference on the device)")
-    trials = trials_to_retime(study)
-    if not trials:
-        return {}
+    return runner
+
+
+def time_together(trials: list[Any], ctx: Any) -> tuple[Any, Any, list[Any]]:
+    """Compile the trials' plans again and time them together beside the reference, in one window, on
+    this host: (runner, the reference's latency, one comparison per trial). Trials of several studies of
+    one task and device may be mixed (scripts/bench_search.py compares samplers this way)."""
+    from autocomp.device.timing_lock import shared_use
+
+    runner = _local_runner(ctx)
     with shared_use():
         builds = [ctx.compile(CompressionPlan.from_dict(t.user_attrs["plan"])).built for t in trials]
     sessions = [runner.session(b) for b in builds]
     ref_latency, comparisons = runner.compare(sessions, runner.reference_session(ctx.reference()),
                                               ctx.task.example_input.numpy())
+    return runner, ref_latency, comparisons
+
+
+def retime(study: Any, ctx: Any) -> dict[str, Any]:
+    """Compile the chosen trials' plans again, time them together beside the reference, store and
+    return the record (`points`: trial number -> latency_ms, p10 / p90, ratio)."""
+    _local_runner(ctx)
+    trials = trials_to_retime(study)
+    if not trials:
+        return {}
+    runner, ref_latency, comparisons = time_together(trials, ctx)
     record = {
         "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "measured_on": runner.measured_on,
