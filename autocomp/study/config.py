@@ -116,7 +116,8 @@ def make_sampler(seed: int, kind: str = "tpe") -> Any:
 
     TPE is the default: it handles a space of dozens of categorical choices from few trials, and with
     constant_liar, trials asked together (parallel builds) are not sampled as if the others did not exist;
-    half of its samples are neighbours of the feasible front (neighbours.py), where it samples near-randomly.
+    many of its samples are neighbours of the feasible front (neighbours.py), where it samples near-randomly,
+    as many as their feasible record earns against its own (tpe.py).
     NSGA-II needs populations (tens of trials per generation) to pay off; GP suits small continuous spaces;
     random is the control a search must beat (scripts/bench_search.py)."""
     import optuna

@@ -91,3 +91,30 @@ def test_layer_weights_follow_weight_count_and_measured_time():
     assert sizes == {"0": 16 / 256 + 0.5, "1": 240 / 256 + 0.5}
     timed = neighbours.layer_weights(model, ("0", "1"), {"latency_ms": {"w8a8": {"0": 3.0, "1": 1.0}}})
     assert timed["0"] == sizes["0"] + 0.75 and timed["1"] == sizes["1"] + 0.25
+
+
+def test_the_proposer_is_drawn_by_its_feasible_record(sqlite_url):
+    from autocomp.study import tpe
+
+    study = optuna.create_study(storage=sqlite_url, directions=["minimize", "minimize", "maximize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(W8)
+    tell(study, W8, [1.0, 100.0, 0.9], -0.01)  # enqueued: neither proposer's
+    for number in range(8):  # four neighbours, all feasible; four of TPE's: one feasible, one screened out
+        trial = study.ask({k: SPACE[k] for k in W8})
+        if number % 2 == 0:
+            trial.set_user_attr(neighbours.ORIGIN_ATTR, {"neighbour_of": 0})
+        trial.set_constraint("accuracy_drop", -0.01 if number % 2 == 0 or number == 1 else 0.02)
+        if number == 3:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, [1.0, 100.0, 0.9])
+    failed = study.ask({k: SPACE[k] for k in W8})
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)  # a killed worker's: nobody's record
+    assert tpe.record(study) == {"neighbour": (4, 4), "tpe": (1, 4)}
+    sampler = SpaceTPESampler(seed=0)
+    draws = [sampler._neighbour_next(study) for _ in range(400)]
+    # Beta(5, 1) against Beta(2, 4) wins ~94% of draws, and a tenth of the trials are TPE's regardless
+    assert 0.78 < sum(draws) / 400 < 0.9
+    sampler.neighbour_share = 0.0  # a fixed share overrides the record
+    assert not any(sampler._neighbour_next(study) for _ in range(50))
