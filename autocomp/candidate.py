@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from autocomp.compress import compress, unfuse_attention
+from autocomp.compress import compress, isolate_shuffles, unfuse_attention
 from autocomp.compress.layers import float_layers, output_layers, searchable_layers
 from autocomp.compress.prune import pruning_roots
 from autocomp.compress.quantize import layer_precisions
@@ -155,7 +155,7 @@ def _checked_model(task: Task) -> nn.Module:
     from autocomp.lower.check import check_exportable, check_importable
 
     try:
-        model = unfuse_attention(task.build_model().eval())
+        model = isolate_shuffles(unfuse_attention(task.build_model().eval()))
     except UserError:
         raise
     except Exception as exc:  # the user's code

@@ -22,6 +22,7 @@ from torch import nn
 
 from autocomp.compress.attention import Attention
 from autocomp.compress.layers import SEARCHABLE_TYPES
+from autocomp.compress.shuffle import CUSTOMIZED_PRUNERS, touches_shuffle
 from autocomp.errors import first_line
 
 ROUND_TO = 8  # the default; a search rounds to its target's (device/features.channel_multiple)
@@ -58,14 +59,17 @@ def prunable_layers(model: nn.Module, example_input: torch.Tensor, protected: It
     names = {m: n for n, m in by_name.items()}
     ignored = _ignored(model, protected)
     try:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
-    except Exception as exc:  # Torch-Pruning's tracer meets a pattern it cannot map (e.g. a channel shuffle)
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
+                                                        customized_pruners=CUSTOMIZED_PRUNERS)
+    except Exception as exc:  # Torch-Pruning's tracer meets a pattern it cannot map (e.g. a shuffle of its own)
         where = _innermost(exc)
         raise PruningUnavailable(f"Torch-Pruning's dependency graph cannot trace it ({type(exc).__name__}: "
                                  f"{first_line(exc)} in {where})") from exc
     roots: list[str] = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=list(SEARCHABLE_TYPES)):
         root = group[0].dep.target.module
+        if touches_shuffle(group):  # a permutation Torch-Pruning cannot map (compress/shuffle.py)
+            continue
         if root in names and isinstance(root, SEARCHABLE_TYPES) and names[root] not in roots:
             roots.append(names[root])
     roots += _head_roots(model, protected)
@@ -120,6 +124,7 @@ def prune(model: nn.Module, example_input: torch.Tensor, ratios: dict[str, float
         pruning_ratio_dict={by_name[n]: r for n, r in ratios.items()},
         ignored_layers=_ignored(model, protected),
         round_to=round_to,
+        customized_pruners=CUSTOMIZED_PRUNERS,
     )
     pruner.step()
     return model.eval()

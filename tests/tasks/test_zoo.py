@@ -27,14 +27,23 @@ def test_every_zoo_model_builds_from_torchvision_beside_the_cpu_torch():
         assert out.shape[0] == 1 and torch.isfinite(out).all(), name
 
 
-def test_shufflenet_searches_bits_with_pruning_off_in_one_line(host, capsys):
-    """Torch-Pruning cannot trace the channel shuffle: one line, no prunable layer, the build still exact."""
+def test_shufflenet_prunes_inside_its_branches_around_the_channel_shuffles(host):
+    """ShuffleNetV2's channel shuffles are modules Torch-Pruning stops at (compress/shuffle.py): each
+    block's branch is pruned inside, no group that reaches a shuffle is, and a pruned half-int8 build is exact."""
     task = zoo_task("shufflenet_v2_x0_5", size=32, evals=2)
     ctx = prepare(task, host)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pruning is off for this model" in err and "ZeroDivisionError" in err
-    assert ctx.prunable == [] and ctx.pruning_off and len(ctx.layers) > 50
-    model = ctx.compress(CompressionPlan.uniform(ctx.layers, 8, 8))
+    assert not ctx.pruning_off
+    inside = [n for n in ctx.prunable if ".branch2." in n]
+    assert len(inside) == 16  # one group per block: its first 1x1 conv and depthwise conv
+    assert not [n for n in ctx.prunable if n.endswith(".branch2.5") or ".branch1." in n]  # they feed a shuffle
+    half = set(ctx.layers[::2])
+    plan = CompressionPlan(tuple(LayerPlan(n, 8 if n in half else 32, 8 if n in half else 32,
+                                           0.5 if n in inside else 0.0) for n in ctx.layers))
+    model = ctx.compress(plan)
+    def stages(m):  # the blocks' weights (the 1000-way classifier holds most of the model's), int8 or not
+        return sum(t.numel() for n, t in m.state_dict().items() if n.startswith("stage") and n.endswith(".weight"))
+
+    assert stages(model) < 0.85 * stages(ctx.model)
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
 
 
