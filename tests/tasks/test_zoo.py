@@ -47,6 +47,22 @@ def test_shufflenet_prunes_inside_its_branches_around_the_channel_shuffles(host)
     assert _agrees(ctx, model, task.eval_inputs) <= 0.02
 
 
+def test_a_shuffle_torch_pruning_cannot_trace_turns_pruning_off_in_one_line(host, capsys):
+    """ShuffleNet blocks of the user's own class (compress/shuffle.py rewrites torchvision's only): the
+    dependency graph fails at the shuffle, and the search goes on with bits only, saying so in one line."""
+    task = zoo_task("shufflenet_v2_x0_5", size=32, evals=2)
+    model = task.build_model()
+    base = type(model.stage2[0])
+    mine = type("MyBlock", (base,), {})
+    for m in model.modules():
+        if type(m) is base:
+            m.__class__ = mine
+    ctx = prepare(task, host)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pruning is off for this model" in err and "ZeroDivisionError" in err
+    assert ctx.prunable == [] and ctx.pruning_off and len(ctx.layers) > 50
+
+
 def test_mobilenet_v3_mixed_pruned_plan_keeps_se_and_depthwise_coupled(host):
     """Hardswish, squeeze-excitation gates and depthwise convs, pruned and half int8: valid and exact."""
     task = zoo_task("mobilenet_v3_small", size=32, evals=2)
