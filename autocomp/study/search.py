@@ -202,17 +202,18 @@ class PreparedSearch:
         from autocomp.measure.local import LocalRunner
         from autocomp.study.buildpool import BuildPool, WorkerSpec
         from autocomp.device.timing_lock import shared_use
-        from autocomp.study.storage import HEARTBEAT_S, fail_stale_trials
+        from autocomp.study.storage import HEARTBEAT_S, Heartbeats, fail_stale_trials
 
         cfg, ctx, study = self.cfg, self.ctx, self.study
         local = isinstance(ctx.runner(), LocalRunner)
         pool = BuildPool(WorkerSpec(cfg.task, cfg.device, ctx.options, cfg.finetune_steps, local), ctx, self.jobs())
         deadline = None if cfg.timeout_s is None else time.perf_counter() + cfg.timeout_s
-        left, in_flight = cfg.trials, {}
+        left, in_flight, beats = cfg.trials, {}, Heartbeats(study)
         screens = cfg.trials * SCREEN_CAP  # screened-out trials this run may still replace
 
         def tell(trial: Any, result: Any) -> None:
             nonlocal left, screens
+            beats.stop(trial)
             if isinstance(result, ScreenedOut):
                 self._screened(trial, result)
                 frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -230,7 +231,7 @@ class PreparedSearch:
                 while True:
                     while left > 0 and len(in_flight) < self.jobs() and (deadline is None or time.perf_counter() < deadline):
                         fail_stale_trials(study)  # what study.optimize does before each trial
-                        with warnings.catch_warnings():  # heartbeats: recorded below, while the trial compiles
+                        with warnings.catch_warnings():  # heartbeats: a thread per trial in flight (Heartbeats)
                             warnings.filterwarnings("ignore", message="Heartbeat of storage")
                             trial = study.ask()
                         left -= 1
@@ -239,11 +240,10 @@ class PreparedSearch:
                             tell(trial, reused)
                         else:
                             in_flight[pool.submit(plan, self.min_accuracy(trial))] = trial
+                            beats.start(trial)
                     if not in_flight:
                         break
                     done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
-                    for trial in in_flight.values():  # the compiles are alive: say so (storage.py)
-                        study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - no public accessor
                     interrupt.check()
                     for future in done:
                         result = pool.finish(future)
@@ -252,6 +252,7 @@ class PreparedSearch:
                         tell(in_flight.pop(future), result)
             finally:
                 for trial in in_flight.values():
+                    beats.stop(trial)
                     trial.set_user_attr("error", "the search stopped before this trial was measured; enqueued again")
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     self.space.enqueue(study, CompressionPlan.from_dict(trial.user_attrs["plan"]))

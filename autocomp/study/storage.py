@@ -194,3 +194,26 @@ def _enqueued_before(trial: Any, plan: Any) -> bool:
         return False
     complete = all(f"w_bits:{lp.name}" in fixed and f"a_bits:{lp.name}" in fixed for lp in plan.layers)
     return complete and all(SearchSpace.value(plan, param) == value for param, value in fixed.items())
+
+
+class Heartbeats:
+    """Optuna's heartbeat thread for each trial a parallel search has in flight, the one study.optimize
+    runs beside its trial. Why a thread: the search's main thread can wait far longer than GRACE_S (a
+    timing waits for the machine's lock while another process compiles, device/timing_lock.py), and a
+    trial without heartbeats meanwhile is failed as stale, by the other workers or by this worker's
+    own sweep before its next trial (a 32-trial benchmark beside a test run crashed on that)."""
+
+    def __init__(self, study: Any) -> None:
+        self.study, self.threads = study, {}
+
+    def start(self, trial: Any) -> None:
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        thread = get_heartbeat_thread(trial._trial_id, self.study._storage)  # noqa: SLF001 - as study.optimize
+        thread.start()
+        self.threads[trial._trial_id] = thread  # noqa: SLF001
+
+    def stop(self, trial: Any) -> None:
+        thread = self.threads.pop(trial._trial_id, None)  # noqa: SLF001
+        if thread is not None:
+            thread.join()

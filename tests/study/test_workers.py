@@ -68,3 +68,33 @@ def test_storage_urls_are_normalised_and_passwords_masked(url, shown):
     from autocomp.study.storage import normalise, redact
 
     assert redact(normalise(url, create=True)) == shown
+
+
+def test_a_worker_waiting_for_the_machine_keeps_its_trials_alive(tmp_path, monkeypatch):
+    """Parallel compiles in flight while the worker's next timing waits for another process that uses the
+    cores (device/timing_lock.py) longer than the heartbeat grace: its trials keep beating (a thread each,
+    storage.Heartbeats), so neither its own sweep nor another worker's fails them as stale, and the
+    search ends with every trial measured. Before, its own sweep failed the trial still compiling and
+    the search crashed telling it."""
+    import time
+
+    from autocomp.device.timing_lock import shared_use
+    from helpers import wait_for
+
+    monkeypatch.setenv("AUTOCOMP_HEARTBEAT_S", "1")  # a trial silent for 6 s is stale
+    db = str(tmp_path / "h.db")
+    proc = start_search(db, "h", "--trials", "6", "--jobs", "2", cwd=tmp_path)
+    state = optuna.trial.TrialState
+
+    def started():
+        try:
+            trials = trials_of(db, "h")
+        except Exception:  # the study is not created yet
+            return False
+        return any(t.state == state.COMPLETE for t in trials) and any(t.state == state.RUNNING for t in trials)
+
+    wait_for(started, proc)
+    with shared_use():  # another process compiling: the worker's timings wait for it
+        time.sleep(15)
+    assert proc.wait(timeout=300) == 0, output(proc)
+    assert [t.state for t in trials_of(db, "h")] == [state.COMPLETE] * 6, output(proc)
