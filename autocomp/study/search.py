@@ -214,16 +214,21 @@ class PreparedSearch:
         def tell(trial: Any, result: Any) -> None:
             nonlocal left, screens
             beats.stop(trial)
-            if isinstance(result, ScreenedOut):
-                self._screened(trial, result)
-                frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                if screens > 0:  # not counted towards --trials
-                    screens, left = screens - 1, left + 1
-            elif isinstance(result, CandidateError):
-                trial.set_user_attr("error", str(result))
-                frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            else:
-                frozen = study.tell(trial, self._record(trial, result))
+            try:
+                if isinstance(result, ScreenedOut):
+                    self._screened(trial, result)
+                    frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    if screens > 0:  # not counted towards --trials
+                        screens, left = screens - 1, left + 1
+                elif isinstance(result, CandidateError):
+                    trial.set_user_attr("error", str(result))
+                    frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    frozen = study.tell(trial, self._record(trial, result))
+            except optuna.exceptions.UpdateFinishedTrialError:  # this process was frozen past the grace
+                print(f"autocomp: trial {trial.number} was failed as stale by another worker while this one was "
+                      "not running; its plan is queued again", file=sys.stderr)
+                return
             callback(study, frozen)
 
         with shared_use():  # for the pool's compiles; converted to exclusive while a candidate is timed

@@ -110,3 +110,42 @@ def test_ctrl_c_is_one_line_and_the_interrupted_trial_runs_next(tmp_path):
     assert all(_chosen(t) in waiting for t in stopped if _chosen(t) is not None)  # its plan: queued again
     _rerun(db, tmp_path, len(waiting))
     assert not [t for t in _trials(db) if t.state in (STATE.RUNNING, STATE.WAITING)]
+
+
+def test_a_frozen_worker_goes_on_after_its_trials_were_failed_as_stale(tmp_path, monkeypatch):
+    """A worker frozen past the heartbeat grace (SIGSTOP: a suspended laptop, a paused VM) while two
+    trials compile: another worker's sweep fails them and queues their plans again; resumed, the worker
+    says so in one line per trial, goes on with its queue, and exits 0 (it used to crash telling them)."""
+    import os
+    import signal
+    import time
+
+    from autocomp.study.storage import normalise, requeue
+
+    monkeypatch.setenv("AUTOCOMP_HEARTBEAT_S", "1")  # the worker beats every second; stale after 6 s
+    db = str(tmp_path / "f.db")
+    proc = start_search(db, "f", "--trials", "4", "--jobs", "2", cwd=tmp_path)
+
+    def trials():
+        try:
+            return trials_of(db, "f")
+        except (KeyError, UserError):
+            return []
+
+    wait_for(lambda: sum(t.state == STATE.RUNNING and "plan" in t.user_attrs for t in trials()) == 2, proc)
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(8)
+        other = optuna.storages.RDBStorage(normalise(db, create=False), heartbeat_interval=1, grace_period=6,
+                                           heartbeat_stale_trial_callback=requeue)  # another worker's view
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name="f", storage=other))
+        stale = [t for t in trials() if t.state == STATE.FAIL]
+        assert len(stale) == 2
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    assert proc.wait(timeout=300) == 0, output(proc)
+    assert output(proc).count("was failed as stale by another worker") == 2
+    after = trials()
+    assert not [t for t in after if t.state == STATE.RUNNING]
+    kept = [t.user_attrs.get("plan") for t in after if t.state in (STATE.COMPLETE, STATE.WAITING)]
+    assert all(t.user_attrs["plan"] in kept for t in stale)  # each plan measured or queued for the next run
