@@ -71,7 +71,7 @@ def _block_class() -> type | None:
     return ShuffleBlock
 
 
-_BLOCK: list[type | None] = []  # the class, made once (a class per call would not pickle)
+_BLOCK: list[type | None] = []  # the class, made once: every rewritten block, in every call, has the same one
 
 
 def isolate_shuffles(model: nn.Module) -> nn.Module:
