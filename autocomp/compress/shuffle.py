@@ -12,6 +12,7 @@ the block's weights) and those after the last block are.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -51,6 +52,7 @@ class _Unprunable(tp.pruner.BasePruningFunc):
 CUSTOMIZED_PRUNERS = {ChannelShuffle: _Unprunable()}  # Torch-Pruning's DependencyGraph / MetaPruner argument
 
 
+@functools.cache  # one class for every rewritten block, in every call
 def _block_class() -> type | None:
     try:
         from torchvision.models.shufflenetv2 import InvertedResidual
@@ -71,9 +73,6 @@ def _block_class() -> type | None:
     return ShuffleBlock
 
 
-_BLOCK: list[type | None] = []  # the class, made once: every rewritten block, in every call, has the same one
-
-
 def isolate_shuffles(model: nn.Module) -> nn.Module:
     """`model` with each of torchvision's ShuffleNetV2 blocks computing its shuffle in a ChannelShuffle
     module (in place; same outputs, same state dict); other models are returned as they are."""
@@ -81,9 +80,7 @@ def isolate_shuffles(model: nn.Module) -> nn.Module:
 
     if "torchvision.models.shufflenetv2" not in sys.modules:  # never imported: no such block in the model
         return model
-    if not _BLOCK:
-        _BLOCK.append(_block_class())
-    block = _BLOCK[0]
+    block = _block_class()
     if block is None:
         return model
     for module in model.modules():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 
 from autocomp.errors import UserError
 from helpers import kill, output, start_search, trials_of, wait_for
@@ -112,6 +113,7 @@ def test_ctrl_c_is_one_line_and_the_interrupted_trial_runs_next(tmp_path):
     assert not [t for t in _trials(db) if t.state in (STATE.RUNNING, STATE.WAITING)]
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's heartbeat API
 def test_a_frozen_worker_goes_on_after_its_trials_were_failed_as_stale(tmp_path, monkeypatch):
     """A worker frozen past the heartbeat grace (SIGSTOP: a suspended laptop, a paused VM) while two
     trials compile: another worker's sweep fails them and queues their plans again; resumed, the worker
