@@ -239,13 +239,13 @@ class PreparedSearch:
                         with warnings.catch_warnings():  # heartbeats: a thread per trial in flight (Heartbeats)
                             warnings.filterwarnings("ignore", message="Heartbeat of storage")
                             trial = study.ask()
+                        beats.start(trial)  # from its first write on: a trial that never beat is never stale
                         left -= 1
                         plan, reused = self._suggest(trial)
                         if reused is not None:
                             tell(trial, reused)
                         else:
                             in_flight[pool.submit(plan, self.min_accuracy(trial))] = trial
-                            beats.start(trial)
                     if not in_flight:
                         break
                     done, _ = wait(in_flight, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
@@ -261,6 +261,7 @@ class PreparedSearch:
                     trial.set_user_attr("error", "the search stopped before this trial was measured; enqueued again")
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     self.space.enqueue(study, CompressionPlan.from_dict(trial.user_attrs["plan"]))
+                beats.stop_all()  # one asked but not yet in flight
                 pool.close()
 
 

@@ -217,3 +217,9 @@ class Heartbeats:
         thread = self.threads.pop(trial._trial_id, None)  # noqa: SLF001
         if thread is not None:
             thread.join()
+
+    def stop_all(self) -> None:
+        """Why: Optuna's threads are not daemons; one left beating keeps the process from exiting."""
+        for thread in self.threads.values():
+            thread.join()
+        self.threads.clear()
