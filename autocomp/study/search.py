@@ -344,6 +344,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     if hasattr(study.sampler, "search_space"):
         study.sampler.search_space = space.distributions()
         study.sampler.layer_weights = layer_weights(ctx.model, space.layers, study.user_attrs.get(SENSITIVITY_ATTR))
+        study.sampler.drops = (study.user_attrs.get(SENSITIVITY_ATTR) or {}).get("drops")
     for plan in [*(p for _label, p in space.baselines()), *proposals]:
         if not storage_mod.baseline_settled(study, plan):
             space.enqueue(study, plan)

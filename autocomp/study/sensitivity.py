@@ -118,6 +118,15 @@ def prune_drop(drops: dict[str, float], ratio: float, choices: tuple[float, ...]
     return drops[f"p{larger[0]:g}"] if larger else None
 
 
+def layer_cost(drops: dict[str, float], w: int | str, a: int, ratio: float) -> float:
+    """A layer's single-layer accuracy cost in the profile (`drops`, one layer's): its bits' drop (0 for
+    fp32, or a pair not measured) plus its prune ratio's (prune_drop over the measured ratios; 0 when
+    none is measured at or above it)."""
+    bits = 0.0 if w == 32 and a == 32 else drops.get(choice_key(w, a), 0.0)
+    measured = tuple(float(k[1:]) for k in drops if k.startswith("p"))
+    return bits + ((prune_drop(drops, ratio, measured) or 0.0) if ratio > 0 else 0.0)
+
+
 def layer_choices(space: Any) -> list[tuple[int | str, int]]:
     """(weight choice, activation bits) pairs measured per layer: the pairs a layer computes natively
     (integer or shared weights with int8 inputs, fp16 with fp16) and weight-only compression (fp32 inputs)."""

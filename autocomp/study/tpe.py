@@ -45,6 +45,7 @@ class SpaceTPESampler(optuna.samplers.TPESampler):
     neighbour_share: float | None = None  # fixed share of neighbours; None: drawn by their record (`record`)
     explore: float = 0.1  # the least share of TPE's own samples when the share is drawn
     layer_weights: dict[str, float] | None = None  # how often a neighbour's step lands on each layer
+    drops: dict[str, dict[str, float]] | None = None  # the sensitivity profile: prices a neighbour's step
 
     def infer_relative_search_space(self, study: optuna.Study, trial: Any) -> dict[str, Any]:
         if self.search_space is None:
@@ -55,7 +56,7 @@ class SpaceTPESampler(optuna.samplers.TPESampler):
         """A local move from a feasible front point (exploitation TPE does poorly with few observations
         of many categorical parameters) or TPE's sample (exploration), whichever `_neighbour_next` says."""
         if search_space and "fixed_params" not in trial.system_attrs and self._neighbour_next(study):
-            found = neighbours.propose(study, search_space, self._rng.rng, self.layer_weights)
+            found = neighbours.propose(study, search_space, self._rng.rng, self.layer_weights, self.drops)
             if found is not None:
                 params, parent = found
                 study._storage.set_trial_user_attr(trial._trial_id, neighbours.ORIGIN_ATTR, {"neighbour_of": parent})

@@ -118,3 +118,31 @@ def test_the_proposer_is_drawn_by_its_feasible_record(sqlite_url):
     assert 0.78 < sum(draws) / 400 < 0.9
     sampler.neighbour_share = 0.0  # a fixed share overrides the record
     assert not any(sampler._neighbour_next(study) for _ in range(50))
+
+
+DROPS = {"a": {"w8a8": 0.0, "k4a8": 0.0, "w4a8": 0.05, "k2a8": 0.08, "w2a8": 0.3, "w8a32": 0.0,
+               "p0.25": 0.03},  # 0.125 is priced at 0.25's drop, the next measured ratio
+         "b": {"w8a32": 0.002}}  # b has no a_bits parameter: its inputs stay fp32
+
+
+def test_a_step_is_priced_by_the_sensitivity_profile():
+    assert neighbours.step_cost(W8, {"w_bits:a": 4}, DROPS) == 0.05
+    assert neighbours.step_cost(W8, {"w_bits:a": 4, "prune:a": 0.125}, DROPS) == 0.05 + 0.03
+    assert neighbours.step_cost({**W8, "w_bits:a": 4}, {"w_bits:a": "k4"}, DROPS) == -0.05  # a step back
+    assert neighbours.step_cost({**W8, "w_bits:b": 32}, {"w_bits:b": 8}, DROPS) == 0.002  # fp32 costs 0
+    assert neighbours.step_cost(W8, {"w_bits:b": 8}, DROPS) == 0.0  # nothing moved
+
+
+def test_a_parent_at_the_budget_edge_takes_only_steps_the_profile_says_are_free(sqlite_url):
+    study = optuna.create_study(storage=sqlite_url, directions=["minimize", "minimize", "maximize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(W8)
+    edge = tell(study, W8, [1.0, 100.0, 0.9], 0.0)  # the only parent, with no room left
+    rng = np.random.RandomState(0)
+    unpriced = [neighbours.propose(study, SPACE, rng)[0] for _ in range(100)]
+    assert any(n["prune:a"] == 0.125 for n in unpriced)  # without the profile: pruning, costing 3 points
+    found = neighbours.propose(study, SPACE, rng, drops=DROPS)
+    assert found == ({**W8, "w_bits:a": "k4"}, edge)  # the one step that costs nothing here
+    study.enqueue_trial(found[0])
+    tell(study, found[0], [0.9, 60.0, 0.9], 0.001)  # measured: over the budget, not a parent
+    assert neighbours.propose(study, SPACE, rng, drops=DROPS) is None  # every other step costs more
