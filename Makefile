@@ -66,7 +66,7 @@ demo: setup
 # -n auto: one pytest process per physical core (pytest-xdist counts them with psutil); most tests are
 # single-threaded compiles, so two cores run the suite in ~0.8x the time of one process.
 test: setup emulator postgres chromium llvm
-	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=30
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -147,7 +147,7 @@ def propose(study: Any, space: dict[str, Any], rng: Any, weights: dict[str, floa
     for _ in range(parents_tried):
         parent = parents[_pick(rng, [r + 0.1 * max(room) for r in room])]
         fits = None if drops is None else (
-            lambda params, p=parent: step_cost(_values(p), params, drops) <= slack(p) + 1e-9)
+            lambda params, v=_values(parent), room=slack(parent): step_cost(v, params, drops) <= room + 1e-9)
         params = neighbour({n: parent.params[n] for n in space}, space, rng, taken, weights, fits=fits)
         if params is not None:
             return params, parent.number

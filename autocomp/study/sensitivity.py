@@ -57,39 +57,33 @@ def _layer(name: str, w: int | str, a: int, prune: float) -> LayerPlan:
     return LayerPlan(name, w_bits, a, prune, shared)
 
 
-def measure(ctx: Any, space: Any) -> Sensitivity:
-    """Every single-layer choice of `space`, measured on `ctx`'s task (see the module docstring)."""
-    from autocomp.compress import compress
-    from autocomp.compress.pipeline import float_input_ranges
+def measure(ctx: Any, space: Any, workers: int | None = None) -> Sensitivity:
+    """Every single-layer choice of `space`, measured on `ctx`'s task (see the module docstring), a
+    layer at a time in `workers` processes (default: one per core; sensitivity_pool)."""
     from autocomp.compress.distill import Recovery
+    from autocomp.compress.pipeline import float_input_ranges
     from autocomp.device.timing_lock import shared_use
     from autocomp.measure import accuracy
+    from autocomp.study import sensitivity_pool as pool
+    from autocomp.study.buildpool import default_jobs
 
     t0 = time.perf_counter()
     task = ctx.task
     subset = replace(task, eval_inputs=task.eval_inputs[:SUBSET], eval_targets=task.eval_targets[:SUBSET])
-    fp16 = ctx.profile.fp16_compute()
     recovery_inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
     recovery = Recovery(RECOVERY_STEPS, recovery_inputs) if ctx.finetune_steps > 0 else None
-    fp32 = CompressionPlan.uniform(ctx.layers)
-    drops: dict[str, dict[str, float]] = {}
+    bits = tuple((choice_key(w, a), w, a) for w, a in layer_choices(space))
+    jobs = [pool.LayerJob(name, bits, tuple(measured_ratios(space.prune_choices)) if name in space.prunable else ())
+            for name in space.layers]
     with shared_use():
         base = accuracy.accuracy_torch(ctx.model, subset)
         ranges = float_input_ranges(ctx.model, list(space.layers), task.example_input, task.calib_data, ctx.protected,
                                     ctx.channel_multiple())  # once, not once per int8 choice
-        for name in space.layers:
-            drops[name] = {}
-            for w, a in layer_choices(space):
-                plan = _with(fp32, _layer(name, w, a, 0.0))
-                model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, None, fp16,
-                                 ctx.channel_multiple(), ranges)
-                drops[name][choice_key(w, a)] = base - accuracy.accuracy_torch(model, subset)
-            if name in space.prunable:
-                for ratio in measured_ratios(space.prune_choices):
-                    plan = _with(fp32, LayerPlan(name, 32, 32, ratio))
-                    model = compress(ctx.model, plan, task.example_input, task.calib_data, ctx.protected, recovery,
-                                     fp16, ctx.channel_multiple())
-                    drops[name][f"p{ratio:g}"] = base - accuracy.accuracy_torch(model, subset)
+        shared = pool.Shared(ctx.model, task.example_input, task.calib_data, ctx.protected, ctx.profile.fp16_compute(),
+                             ctx.channel_multiple(), ranges, recovery, subset.eval_inputs, tuple(ctx.layers))
+        outputs = pool.run(shared, jobs, default_jobs() if workers is None else workers)
+    drops = {name: {key: base - float(task.metric(out, subset.eval_targets)) for key, out in outputs[name].items()}
+             for name in space.layers}
     latency, source = layer_latency(ctx)
     notes = [f"prune drops after {RECOVERY_STEPS} distillation steps" if recovery else "prune drops without recovery"]
     skipped = sorted(set(r for r in space.prune_choices if r > 0) - set(measured_ratios(space.prune_choices)))
@@ -132,10 +126,6 @@ def layer_choices(space: Any) -> list[tuple[int | str, int]]:
     (integer or shared weights with int8 inputs, fp16 with fp16) and weight-only compression (fp32 inputs)."""
     return [(w, a) for w in space.w_choices for a in space.a_choices
             if (a == 8 and stored_bits(w) <= 8) or (a == 16 and w == 16) or (a == 32 and w != 32)]
-
-
-def _with(plan: CompressionPlan, layer: LayerPlan) -> CompressionPlan:
-    return CompressionPlan(tuple(layer if lp.name == layer.name else lp for lp in plan.layers))
 
 
 def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]], str]:

@@ -1,0 +1,126 @@
+"""The sensitivity step's single-layer compressions, spread over the cores (sensitivity.measure).
+
+Why: each layer's choices are independent of every other layer's, and the step is a few hundred small
+PyTorch jobs (a one-layer quantization and a 300-sample forward; a one-group prune and a 50-step
+distillation) that two threads of one process use poorly. One spawned process per core, one thread
+each, takes a layer at a time and sends back the model's outputs on the subset; the caller turns them
+into accuracy with the task's metric (which need not pickle). A model that does not pickle, or one core,
+runs the same jobs here, one after the other.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every job compresses and evaluates (sent once to each worker)."""
+
+    model: torch.nn.Module
+    example_input: torch.Tensor
+    calib_data: torch.Tensor
+    protected: tuple[str, ...]
+    fp16: bool
+    round_to: int
+    ranges: dict[str, tuple[float, float]]  # float_input_ranges of the model: shared by every bits-only plan
+    recovery: Any  # compress.distill.Recovery or None
+    inputs: torch.Tensor  # the eval subset
+    layers: tuple[str, ...]  # every searchable layer: the rest of each plan stays fp32
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    """One layer's choices: (key, weight choice, activation bits) pairs and prune ratios."""
+
+    name: str
+    bits: tuple[tuple[str, Any, int], ...]
+    ratios: tuple[float, ...]
+
+
+_SHARED: Shared | None = None
+
+
+def _init(shared: Shared) -> None:
+    global _SHARED
+    import os
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the parent, which cancels the jobs
+    parent = os.getppid()
+
+    def orphaned() -> None:  # a parent killed with -9 cannot shut the pool down: leave with it
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    torch.set_num_threads(1)
+    _SHARED = shared
+
+
+def _run(job: LayerJob) -> tuple[str, dict[str, torch.Tensor]]:
+    assert _SHARED is not None
+    return job.name, layer_outputs(_SHARED, job)
+
+
+def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
+    """The subset's outputs of the model with only `job`'s layer compressed, per choice."""
+    from autocomp.compress import compress
+    from autocomp.measure.accuracy import torch_outputs
+    from autocomp.plan import CompressionPlan, LayerPlan, parse_weight_choice
+
+    fp32 = CompressionPlan.uniform(s.layers)
+    out: dict[str, torch.Tensor] = {}
+    for key, w, a in job.bits:
+        w_bits, shared = parse_weight_choice(w)
+        plan = _with(fp32, LayerPlan(job.name, w_bits, a, 0.0, shared))
+        model = compress(s.model, plan, s.example_input, s.calib_data, s.protected, None, s.fp16, s.round_to, s.ranges)
+        out[key] = torch_outputs(model.eval(), s.inputs)
+    for ratio in job.ratios:
+        plan = _with(fp32, LayerPlan(job.name, 32, 32, ratio))
+        model = compress(s.model, plan, s.example_input, s.calib_data, s.protected, s.recovery, s.fp16, s.round_to)
+        out[f"p{ratio:g}"] = torch_outputs(model.eval(), s.inputs)
+    return out
+
+
+def _with(plan: Any, layer: Any) -> Any:
+    from autocomp.plan import CompressionPlan
+
+    return CompressionPlan(tuple(layer if lp.name == layer.name else lp for lp in plan.layers))
+
+
+def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Every job's outputs, by layer: in `workers` spawned processes, or here when that cannot help."""
+    if workers > 1 and len(jobs) > 1 and _pickles(shared):
+        ctx = multiprocessing.get_context("spawn")  # this process holds torch's and TVM's thread pools
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init, initargs=(shared,))
+        done = False
+        try:
+            out = dict(pool.map(_run, sorted(jobs, key=lambda j: -len(j.ratios))))  # the long ones first
+            done = True
+            return out
+        except Exception:  # noqa: BLE001 - e.g. a worker cannot import the model's class: here, where it can
+            pass  # (a job's own error, e.g. non-finite outputs, is raised again below)
+        finally:  # on any error, Ctrl-C included, the layers in progress are stopped, not run to the end
+            if not done:
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+    return {job.name: layer_outputs(shared, job) for job in jobs}
+
+
+def _pickles(shared: Shared) -> bool:
+    try:
+        pickle.dumps(shared.model)
+    except Exception:  # noqa: BLE001 - a user's model with a lambda or a local class: measured here instead
+        return False
+    return True
