@@ -72,8 +72,9 @@ def measure(ctx: Any, space: Any, workers: int | None = None) -> Sensitivity:
     subset = replace(task, eval_inputs=task.eval_inputs[:SUBSET], eval_targets=task.eval_targets[:SUBSET])
     recovery_inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
     recovery = Recovery(RECOVERY_STEPS, recovery_inputs) if ctx.finetune_steps > 0 else None
-    bits = tuple((choice_key(w, a), w, a) for w, a in layer_choices(space))
-    jobs = [pool.LayerJob(name, bits, tuple(measured_ratios(space.prune_choices)) if name in space.prunable else ())
+    ratios = measured_ratios(space.prune_choices)
+    jobs = [pool.LayerJob(name, tuple((choice_key(w, a), _layer(name, w, a, 0.0)) for w, a in layer_choices(space))
+                          + tuple((f"p{r:g}", _layer(name, 32, 32, r)) for r in (ratios if name in space.prunable else ())))
             for name in space.layers]
     with shared_use():
         base = accuracy.accuracy_torch(ctx.model, subset)

@@ -37,11 +37,13 @@ class Shared:
 
 @dataclass(frozen=True)
 class LayerJob:
-    """One layer's choices: (key, weight choice, activation bits) pairs and prune ratios."""
+    """One layer's choices, each as (drop key, the layer's plan); a pruned one is distilled (Shared.recovery)."""
 
     name: str
-    bits: tuple[tuple[str, Any, int], ...]
-    ratios: tuple[float, ...]
+    choices: tuple[tuple[str, Any], ...]  # (e.g. "w4a8" or "p0.5", plan.LayerPlan)
+
+    def pruned(self) -> int:
+        return sum(lp.prune > 0 for _key, lp in self.choices)
 
 
 _SHARED: Shared | None = None
@@ -76,26 +78,16 @@ def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
     """The subset's outputs of the model with only `job`'s layer compressed, per choice."""
     from autocomp.compress import compress
     from autocomp.measure.accuracy import torch_outputs
-    from autocomp.plan import CompressionPlan, LayerPlan, parse_weight_choice
+    from autocomp.plan import CompressionPlan
 
     fp32 = CompressionPlan.uniform(s.layers)
     out: dict[str, torch.Tensor] = {}
-    for key, w, a in job.bits:
-        w_bits, shared = parse_weight_choice(w)
-        plan = _with(fp32, LayerPlan(job.name, w_bits, a, 0.0, shared))
-        model = compress(s.model, plan, s.example_input, s.calib_data, s.protected, None, s.fp16, s.round_to, s.ranges)
+    for key, layer in job.choices:
+        plan = CompressionPlan(tuple(layer if lp.name == layer.name else lp for lp in fp32.layers))
+        recovery = s.recovery if layer.prune > 0 else None  # compress reads `ranges` only when nothing is pruned
+        model = compress(s.model, plan, s.example_input, s.calib_data, s.protected, recovery, s.fp16, s.round_to, s.ranges)
         out[key] = torch_outputs(model.eval(), s.inputs)
-    for ratio in job.ratios:
-        plan = _with(fp32, LayerPlan(job.name, 32, 32, ratio))
-        model = compress(s.model, plan, s.example_input, s.calib_data, s.protected, s.recovery, s.fp16, s.round_to)
-        out[f"p{ratio:g}"] = torch_outputs(model.eval(), s.inputs)
     return out
-
-
-def _with(plan: Any, layer: Any) -> Any:
-    from autocomp.plan import CompressionPlan
-
-    return CompressionPlan(tuple(layer if lp.name == layer.name else lp for lp in plan.layers))
 
 
 def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -105,7 +97,7 @@ def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[st
         pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init, initargs=(shared,))
         done = False
         try:
-            out = dict(pool.map(_run, sorted(jobs, key=lambda j: -len(j.ratios))))  # the long ones first
+            out = dict(pool.map(_run, sorted(jobs, key=lambda j: -j.pruned())))  # the long ones first
             done = True
             return out
         except Exception:  # noqa: BLE001 - e.g. a worker cannot import the model's class: here, where it can

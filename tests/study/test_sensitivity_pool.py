@@ -19,8 +19,13 @@ def shared_for(ctx, model=None, prefix=""):
 
 
 def jobs_for(ctx):
-    bits = (("w8a8", 8, 8), ("w4a32", 4, 32), ("k2a8", "k2", 8))
-    return [pool.LayerJob(name, bits, (0.5,) if name in ctx.prunable else ()) for name in ctx.layers]
+    from autocomp.plan import LayerPlan
+
+    def choices(name):
+        bits = [("w8a8", LayerPlan(name, 8, 8)), ("w4a32", LayerPlan(name, 4, 32)), ("k2a8", LayerPlan(name, 2, 8, 0.0, True))]
+        return tuple(bits + ([("p0.5", LayerPlan(name, 32, 32, 0.5))] if name in ctx.prunable else []))
+
+    return [pool.LayerJob(name, choices(name)) for name in ctx.layers]
 
 
 def test_spawned_workers_give_the_outputs_this_process_gives(digits_ctx):
@@ -28,7 +33,7 @@ def test_spawned_workers_give_the_outputs_this_process_gives(digits_ctx):
     here = pool.run(shared, jobs, workers=1)
     spread = pool.run(shared, jobs, workers=2)
     assert list(spread) == list(here) == list(digits_ctx.layers)  # every layer, in the caller's order
-    assert any(job.ratios for job in jobs)  # a prune ratio, with its distillation, went to a worker too
+    assert any(job.pruned() for job in jobs)  # a prune ratio, with its distillation, went to a worker too
     for name in here:
         assert set(spread[name]) == set(here[name]) == {"w8a8", "w4a32", "k2a8", *(["p0.5"] if name in digits_ctx.prunable else [])}
         for key, out in here[name].items():
@@ -55,7 +60,9 @@ def test_a_model_that_does_not_pickle_is_measured_here(digits_ctx):
 
     model = Unpicklable(copy.deepcopy(digits_ctx.model)).eval()
     shared = shared_for(digits_ctx, model, prefix="inner.")
-    jobs = [pool.LayerJob(name, (("w8a8", 8, 8),), ()) for name in (shared.layers[0], shared.layers[-1])]
+    from autocomp.plan import LayerPlan
+
+    jobs = [pool.LayerJob(name, (("w8a8", LayerPlan(name, 8, 8)),)) for name in (shared.layers[0], shared.layers[-1])]
     assert not pool._pickles(shared)
     out = pool.run(shared, jobs, workers=2)
     assert list(out) == [shared.layers[0], shared.layers[-1]]
