@@ -35,6 +35,22 @@ def accumulator_scale(a_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
     return torch.tensor(a_scale, dtype=torch.float32) * w_scale
 
 
+# float32 holds every integer below 2^24 exactly: a sum whose every partial sum stays below it is exact
+# in any order (and with fused multiply-adds), so the int32 accumulator (products, then the bias) is
+# computed in float32 where max|activation| * sum_k |weight[o, k]| + max|bias| < 2^24 for every output
+# channel, else in float64 (exact to 2^53). float64 convolutions are several times slower in PyTorch
+# (no oneDNN kernel): this was most of a simulated int8 candidate's time.
+FLOAT32_EXACT = 2.0**24
+
+
+def exact_dtype(wq: torch.Tensor, a_signed: bool, bias_q: Optional[torch.Tensor]) -> torch.dtype:
+    """The cheaper float type that sums `wq`'s products with quantized activations, and the bias, exactly."""
+    worst = float(wq.abs().reshape(wq.shape[0], -1).sum(dim=1).max()) * max(abs(QMIN[a_signed]), QMAX[a_signed])
+    if bias_q is not None and bias_q.numel():
+        worst += float(bias_q.abs().max())
+    return torch.float32 if worst < FLOAT32_EXACT else torch.float64
+
+
 def _rescale(acc: torch.Tensor, a_scale: float, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
              shape: tuple[int, ...]) -> torch.Tensor:
     if bias_q is not None:
@@ -47,7 +63,8 @@ def qconv2d(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias_q: Op
             a_scale: float, a_signed: bool, stride: list[int], padding: list[int], dilation: list[int],
             groups: int) -> torch.Tensor:
     xq = quantize_activation(x, a_scale, a_signed)
-    acc = F.conv2d(xq.double(), wq.double(), None, stride, padding, dilation, groups)
+    dtype = exact_dtype(wq, a_signed, bias_q)
+    acc = F.conv2d(xq.to(dtype), wq.to(dtype), None, stride, padding, dilation, groups)
     return _rescale(acc, a_scale, w_scale, bias_q, (1, -1, 1, 1))
 
 
@@ -60,7 +77,8 @@ def _(x, wq, w_scale, bias_q, a_scale, a_signed, stride, padding, dilation, grou
 def qlinear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
             a_scale: float, a_signed: bool) -> torch.Tensor:
     xq = quantize_activation(x, a_scale, a_signed)
-    acc = xq.double() @ wq.double().t()
+    dtype = exact_dtype(wq, a_signed, bias_q)
+    acc = xq.to(dtype) @ wq.to(dtype).t()
     return _rescale(acc, a_scale, w_scale, bias_q, (1, -1))
 
 
