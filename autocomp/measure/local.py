@@ -132,7 +132,8 @@ class LocalRunner:
         With a reference, the latency is timed in A/B rounds beside it (interleave.py)."""
         from autocomp.device.timing_lock import shared_use
         from autocomp.measure import accuracy
-        from autocomp.measure.memory import measure_peak_rss
+        from autocomp.device.threads import local_threads
+        from autocomp.measure.memory import PeakRSSProbe
 
         import time
 
@@ -146,14 +147,21 @@ class LocalRunner:
             latency = self.time(session, task.example_input.numpy()) if timed else None
         t1 = time.perf_counter()
         with shared_use():  # the cores are busy, but not timing: no other process times meanwhile
-            acc = accuracy.accuracy_compiled(session.run, task)
+            # the memory probe runs beside the accuracy run: its figures are its own process's
+            probe = (PeakRSSProbe(built, tuple(task.example_input.shape), local_threads(self.measurement))
+                     if self.peak_rss else None)
+            t_probe = time.perf_counter()
+            try:
+                acc = accuracy.accuracy_compiled(session.run, task)
+            except BaseException:
+                if probe is not None:
+                    probe.cancel()
+                raise
             t2 = time.perf_counter()
-            rss = None
-            if self.peak_rss:
-                from autocomp.device.threads import local_threads
-
-                rss = measure_peak_rss(built, tuple(task.example_input.shape), local_threads(self.measurement))
-        timings = {"latency": t1 - t0, "evaluate": t2 - t1, "peak_rss": time.perf_counter() - t2}
+            rss = probe.result() if probe is not None else None
+        # evaluate: the accuracy run; peak_rss: exporting the probe's library, and waiting for it after
+        timings = {"latency": t1 - t0, "evaluate": t2 - t_probe,
+                   "peak_rss": (t_probe - t1) + (time.perf_counter() - t2)}
         details: dict[str, Any] = {"timings_s": timings}
         if timed:
             details.update(self.last_window)

@@ -32,21 +32,51 @@ def save_params(params: tuple[Any, ...], path: Path) -> list[str]:
     return names
 
 
-def measure_peak_rss(built: Any, input_shape: tuple[int, ...], threads: int, timeout_s: float = 120) -> PeakRSS:
-    with tempfile.TemporaryDirectory(prefix="autocomp-rss-") as d:
-        lib, params = Path(d) / "model.so", Path(d) / "params.bin"
-        built.executable.export_library(str(lib))
-        save_params(built.params, params)
-        # the timed thread count, not a compile worker's 1-thread limit: each thread has its own stack
-        env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", TVM_NUM_THREADS=str(threads))
-        proc = subprocess.run(
-            [sys.executable, "-m", "autocomp.measure.rss_probe", str(lib), str(params), json.dumps(list(input_shape))],
-            capture_output=True, text=True, timeout=timeout_s, env=env,
-            start_new_session=True,  # a terminal's Ctrl-C is for the search, which ends the probe itself
-        )
-    if proc.returncode != 0:
+class PeakRSSProbe:
+    """The probe process, started: it loads the artifact and runs it while the caller does other work
+    (the candidate's accuracy run), since memory, unlike time, is not disturbed by busy cores."""
+
+    def __init__(self, built: Any, input_shape: tuple[int, ...], threads: int, timeout_s: float = 120) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="autocomp-rss-")
+        self._timeout_s = timeout_s
+        try:
+            lib, params = Path(self._dir.name) / "model.so", Path(self._dir.name) / "params.bin"
+            built.executable.export_library(str(lib))
+            save_params(built.params, params)
+            # the timed thread count, not a compile worker's 1-thread limit: each thread has its own stack
+            env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", TVM_NUM_THREADS=str(threads))
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "autocomp.measure.rss_probe", str(lib), str(params), json.dumps(list(input_shape))],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                start_new_session=True,  # a terminal's Ctrl-C is for the search, which ends the probe itself
+            )
+        except BaseException:
+            self._dir.cleanup()
+            raise
+
+    def result(self) -> PeakRSS:
+        """Wait for the probe (at most timeout_s from now) and read its figures."""
         from autocomp.errors import CandidateError
 
-        raise CandidateError(f"peak-RSS probe failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
-    return PeakRSS(int(data["peak_rss_bytes"]), int(data["runtime_rss_bytes"]), int(data["model_rss_bytes"]))
+        try:
+            out, err = self._proc.communicate(timeout=self._timeout_s)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise CandidateError(f"peak-RSS probe did not finish in {self._timeout_s:.0f} s") from None
+        finally:
+            self._dir.cleanup()
+        if self._proc.returncode != 0:
+            raise CandidateError(f"peak-RSS probe failed: {err.strip().splitlines()[-1:] or self._proc.returncode}")
+        data = json.loads(out.strip().splitlines()[-1])
+        return PeakRSS(int(data["peak_rss_bytes"]), int(data["runtime_rss_bytes"]), int(data["model_rss_bytes"]))
+
+    def cancel(self) -> None:
+        """Stop the probe (the candidate failed or the search was interrupted meanwhile)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._dir.cleanup()
+
+
+def measure_peak_rss(built: Any, input_shape: tuple[int, ...], threads: int, timeout_s: float = 120) -> PeakRSS:
+    return PeakRSSProbe(built, input_shape, threads, timeout_s).result()

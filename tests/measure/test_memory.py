@@ -21,3 +21,23 @@ def test_peak_rss_counts_the_runtime_and_the_model_not_torch(digits_task, digits
     out = subprocess.run([sys.executable, "-m", "autocomp.measure.rss_probe", str(lib), str(params), shape],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.splitlines()[-1])["torch_mapped"] is False
+
+
+def test_a_cancelled_probe_leaves_no_process_and_no_files(digits_task, digits_ctx, host):
+    """The probe runs beside the accuracy run; when that fails or is interrupted, the probe goes too."""
+    import os
+
+    from autocomp.measure.memory import PeakRSSProbe
+
+    built = build(lower(digits_ctx.model, digits_task.example_input), host)
+    probe = PeakRSSProbe(built, tuple(digits_task.example_input.shape), threads=1)
+    directory, pid = probe._dir.name, probe._proc.pid
+    assert os.path.isdir(directory)
+    probe.cancel()
+    assert probe._proc.returncode is not None and not os.path.exists(directory)
+    try:
+        os.kill(pid, 0)
+        alive = open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except ProcessLookupError:
+        alive = False
+    assert not alive
