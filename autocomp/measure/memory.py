@@ -76,7 +76,3 @@ class PeakRSSProbe:
             self._proc.kill()
         self._proc.wait()
         self._dir.cleanup()
-
-
-def measure_peak_rss(built: Any, input_shape: tuple[int, ...], threads: int, timeout_s: float = 120) -> PeakRSS:
-    return PeakRSSProbe(built, input_shape, threads, timeout_s).result()
