@@ -43,11 +43,15 @@ def collapse_epilogue(sch: s_tir.Schedule, conv_name: str):  # type: ignore[no-u
     return sch.get_sblock(conv_name), epi
 
 
-def vectorize_init(sch: s_tir.Schedule, init) -> None:
-    """The accumulator-zeroing block decompose_reduction made: unroll its tile loops, vectorize the last."""
-    loops = sch.get_loops(init)
+def zero_accumulators(sch: s_tir.Schedule, block, loop) -> None:
+    """Split the accumulator's zeroing out of `block` before `loop` (decompose_reduction): unroll the
+    zeroing block's own loops (a register tile), vectorize the last. The loops it shares with `block`
+    (above `loop`: the parallel work item, a tile loop within it) are left as they are: unrolling a
+    tile loop unrolls the whole tile body with it (98 copies of a conv's inner loops took LLVM 12 s)."""
+    shared = [i for i, lp in enumerate(sch.get_loops(block)) if sch.get(lp).same_as(sch.get(loop))][0]
+    loops = sch.get_loops(sch.decompose_reduction(block, loop))
     sch.vectorize(loops[-1])
-    for lp in loops[1:-1]:
+    for lp in loops[max(shared, 1):-1]:
         sch.unroll(lp)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from autocomp.build.kernels.common import collapse_epilogue, divisor_at_most, root, vectorize_init
+from autocomp.build.kernels.common import collapse_epilogue, divisor_at_most, root, zero_accumulators
 from autocomp.build.kernels.conv import (
     ConvInfo,
     conv_loops,
@@ -136,7 +136,7 @@ def schedule_conv(func: tirx.PrimFunc, target, tile: tuple[int, int, int] | None
     sch.unroll(yi)
     if not info.nhwc:
         sch.unroll(rx)
-    vectorize_init(sch, sch.decompose_reduction(conv, reduction[0]))
+    zero_accumulators(sch, conv, reduction[0])
     schedule_tile_epilogue(sch, epi, info, lanes)
 
     # 4. side stages: weight packing (vectorized over the packed VF axis: 2x faster than a scalar

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from autocomp.build.kernels.common import collapse_epilogue, divisor_at_most, parallel_elementwise, root, vectorize_init
+from autocomp.build.kernels.common import collapse_epilogue, divisor_at_most, parallel_elementwise, root, zero_accumulators
 from autocomp.build.kernels.conv import (
     ConvInfo,
     conv_loops,
@@ -51,7 +51,7 @@ def schedule_depthwise(func: tirx.PrimFunc, target) -> tirx.PrimFunc | None:
     sch.unroll(yi)
     sch.unroll(rx)
     sch.unroll(ry)
-    vectorize_init(sch, sch.decompose_reduction(conv, rc))
+    zero_accumulators(sch, conv, rc)
     el = sch.get_loops(epi)[2:]
     if len(el) >= 2:
         sch.unroll(el[-2])
@@ -88,7 +88,7 @@ def _schedule_depthwise_nhwc(sch: s_tir.Schedule, info: ConvInfo, lanes: int) ->
     sch.vectorize(fi)
     for lp in (xi, yi, rx, ry):
         sch.unroll(lp)
-    vectorize_init(sch, sch.decompose_reduction(conv, rc))
+    zero_accumulators(sch, conv, rc)
     schedule_tile_epilogue(sch, epi, info, lanes)
     wo, wh, ww, wi = sch.get_loops(wpack)
     wa, wb = sch.split(wo, [None, lanes])

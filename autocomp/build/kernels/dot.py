@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir, tirx
 
-from autocomp.build.kernels.common import collapse_epilogue, const, divisor_at_most, parallel_elementwise, root, vectorize_init
+from autocomp.build.kernels.common import collapse_epilogue, const, divisor_at_most, parallel_elementwise, root, zero_accumulators
 from autocomp.build.kernels.conv import (
     conv_loops,
     find_conv,
@@ -254,7 +254,7 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
     if unpack is not None:
         _unpack_loops(sch, unpack, outer, lanes * group)
     # init loops: outer, fv, yi, xi, fi -> vectorize fi (16 lanes), unroll the rest
-    vectorize_init(sch, sch.decompose_reduction(conv, rco))
+    zero_accumulators(sch, conv, rco)
     sch.tensorize(fi, intrin)
 
     # 5. epilogue inside the tile (NCHW: along x; NHWC: along the channels)

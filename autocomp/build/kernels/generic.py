@@ -22,7 +22,7 @@ import tvm
 from tvm import s_tir, tirx
 
 from autocomp.build.kernels.common import (collapse_epilogue, const, divisor_at_most, parallel_elementwise, root,
-                                           vectorize_init)
+                                           zero_accumulators)
 from autocomp.device.features import num_vector_regs, vector_bits
 
 
@@ -83,7 +83,7 @@ def schedule_matmul(func: tirx.PrimFunc, target: Any) -> tirx.PrimFunc | None:
         sch.vectorize(jl)
     else:
         sch.vectorize(ji)
-    vectorize_init(sch, sch.decompose_reduction(conv_like, k))
+    zero_accumulators(sch, conv_like, k)
     el = sch.get_loops(epi)[1:]
     if el:
         sch.vectorize(el[-1])
@@ -136,7 +136,7 @@ def schedule_gemm(sch: s_tir.Schedule, found: tuple[str, tuple[int, ...], int, i
     sch.unroll(ii)
     sch.unroll(jv)
     sch.vectorize(jl)
-    vectorize_init(sch, sch.decompose_reduction(conv_like, k))
+    zero_accumulators(sch, conv_like, k)
     el = sch.get_loops(epi)[1:]
     if el:
         sch.vectorize(el[-1])
