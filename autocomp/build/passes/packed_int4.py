@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from autocomp.build.kernels.dot import UNPACK_BLOCK  # the block the dot template computes per work item
+from autocomp.build.kernels.dot import MAX_ABS_ATTR, UNPACK_BLOCK  # the block the dot template computes per work item
 from autocomp.build.passes.prepack import Packing, param_buffer, weight_param_index
 from autocomp.build.passes.relax_main import num_inputs, rebuild_main
 
@@ -74,11 +74,17 @@ def unpack_func(shape: tuple[int, ...], lanes: int, group: int, ohwi: bool, bits
             return index.astype("int8") - tirx.const(1 << (bits - 1), "int8")
         return _lookup(index, codebook, bits)
 
+    attrs = {MAX_ABS_ATTR: value_bound(bits, codebook)}  # what a dot product that needs small weights checks
     if ohwi:
-        weight = te.compute(i64(*shape), lambda oc, y, x, ic: value(oc, ic, y, x), name=UNPACK_BLOCK)
+        weight = te.compute(i64(*shape), lambda oc, y, x, ic: value(oc, ic, y, x), name=UNPACK_BLOCK, attrs=attrs)
     else:
-        weight = te.compute(i64(*shape), lambda oc, ic, y, x: value(oc, ic, y, x), name=UNPACK_BLOCK)
+        weight = te.compute(i64(*shape), lambda oc, ic, y, x: value(oc, ic, y, x), name=UNPACK_BLOCK, attrs=attrs)
     return te.create_prim_func([packed, weight])
+
+
+def value_bound(bits: int, codebook: tuple[int, ...] | None) -> int:
+    """The largest |value| the unpacking can compute from any bytes: the format's, not this weight's."""
+    return max(abs(v) for v in codebook) if codebook is not None else 1 << (bits - 1)
 
 
 def _lookup(index: Any, codebook: tuple[int, ...], bits: int) -> Any:
@@ -208,8 +214,9 @@ def apply(mod: Any, params: tuple[np.ndarray, ...], target: Any) -> tuple[Any, t
         if how is None:
             continue  # e.g. 2-bit weights with more than four values
         bits, idx, book = how
-        packed = index_pack(idx, kind.lanes, kind.group, info.nhwc, bits)
         k = binding.value.args[0]
+        kind = applicable_kind(mod[k], target, max_abs=value_bound(bits, book)) or kind  # small weights: AVX2's u8 x s8
+        packed = index_pack(idx, kind.lanes, kind.group, info.nhwc, bits)
         name = f"{k.name_hint}_int{bits}_{kind.lanes}x{kind.group}"
         if book is not None:  # the codebook is part of the kernel: one per codebook
             name += "_cb" + hashlib.sha256(np.array(book, np.int8).tobytes()).hexdigest()[:8]

@@ -72,3 +72,58 @@ def test_x86_without_vnni_uses_the_exact_int16_pair_dot(digits_task, digits_ctx,
     for x in digits_task.eval_inputs[:16]:
         x = x[None].numpy()
         assert np.array_equal(session.run(x), unscheduled_outputs(lowered, x))
+
+
+def test_u8_x_s8_pair_sums_are_exact_up_to_the_weight_bound_they_require():
+    """vpmaddubsw + vpmaddwd (AVX2, weights the kernel unpacks itself) equals an exact int32 sum at its
+    worst case, data 255 and weights +-64; one step past the bound a pair saturates at 2^15, which is why
+    the template asks the unpacking block for its bound (and why this test can fail)."""
+    import tvm
+    from tvm import s_tir, te
+
+    from autocomp.build.kernels.intrin.pmaddubsw import MAX_ABS_WEIGHT, register
+    from autocomp.device import hostcpu
+
+    if "avx2" not in hostcpu.detect().features:
+        pytest.skip("this CPU cannot run AVX2 code")
+    a = te.placeholder((4, 4), "uint8", name="a")
+    b = te.placeholder((8, 4), "int8", name="b")
+    k = te.reduce_axis((0, 4), name="k")
+    c = te.compute((4, 8), lambda n, i: te.sum(a[n, k].astype("int32") * b[i, k].astype("int32"), axis=k), name="c")
+    sch = s_tir.Schedule(te.create_prim_func([a, b, c]))
+    blk = sch.get_sblock("c")
+    sch.reverse_compute_at(sch.cache_write(blk, 0, "local"), sch.get_loops(blk)[0])
+    sch.decompose_reduction(blk, sch.get_loops(blk)[1])
+    sch.tensorize(sch.get_loops(blk)[1], register())
+    f = tvm.compile(sch.mod, target=tvm.target.Target({"kind": "llvm", "mcpu": "haswell"}))
+    rng = np.random.default_rng(0)
+    for w, exact in ((-MAX_ABS_WEIGHT, True), (MAX_ABS_WEIGHT, True), (None, True), (-MAX_ABS_WEIGHT - 1, False)):
+        x = np.full((4, 4), 255, np.uint8)
+        x[1:] = rng.integers(0, 256, (3, 4))
+        wt = rng.integers(-MAX_ABS_WEIGHT, MAX_ABS_WEIGHT + 1, (8, 4)).astype(np.int8) if w is None \
+            else np.full((8, 4), w, np.int8)
+        out = tvm.runtime.tensor(np.zeros((4, 8), np.int32))
+        f(tvm.runtime.tensor(x), tvm.runtime.tensor(wt), out)
+        assert np.array_equal(out.numpy(), x.astype(np.int64) @ wt.T.astype(np.int64)) == exact, w
+
+
+def test_small_weight_dot_is_taken_only_with_a_stated_bound_within_its_own():
+    """The u8 x s8 kind applies to a conv only when its weights are known to be within +-64 (sub-byte
+    weights, or a codebook that small); plain int8 weights, or a codebook past 64, keep vpmaddwd."""
+    import tvm
+    from tvm import te
+
+    from autocomp.build.kernels.dot import PAIR_AVX2, U8S8_AVX2, applicable_kind
+
+    data = te.placeholder((1, 6, 6, 8), "uint8", name="data")
+    weight = te.placeholder((16, 3, 3, 8), "int8", name="weight")
+    ry, rx, rc = (te.reduce_axis((0, n), name=s) for n, s in ((3, "ry"), (3, "rx"), (8, "rc")))
+    conv = te.compute((1, 4, 4, 16), lambda n, y, x, f: te.sum(
+        data[n, y + ry, x + rx, rc].astype("int32") * weight[f, ry, rx, rc].astype("int32"), axis=[ry, rx, rc]),
+        name="conv2d_nhwc")
+    func = te.create_prim_func([data, weight, conv])
+    haswell = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
+    assert applicable_kind(func, haswell) is PAIR_AVX2
+    assert applicable_kind(func, haswell, max_abs=8) is U8S8_AVX2
+    assert applicable_kind(func, haswell, max_abs=64) is U8S8_AVX2
+    assert applicable_kind(func, haswell, max_abs=65) is PAIR_AVX2

@@ -27,7 +27,7 @@ def test_nibble_pack_puts_lane_j_and_lane_j_plus_half_in_one_byte():
 
 @pytest.mark.parametrize("mcpu, cpu_flag, how", [
     ("znver4", "avx512_vnni", "VNNI dot product"),
-    ("haswell", "avx2", "int16 pair dot product (vpmaddwd)"),
+    ("haswell", "avx2", "u8 x s8 pair sums (vpmaddubsw + vpmaddwd)"),
 ])
 def test_w4_convs_unpack_their_weights_in_the_kernel_exactly(digits_task, digits_ctx, mcpu, cpu_flag, how):
     """w4a8: every conv the dot template takes reads its weights two per byte and unpacks them itself
