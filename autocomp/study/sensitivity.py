@@ -130,7 +130,7 @@ def layer_choices(space: Any) -> list[tuple[int | str, int]]:
 
 
 def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]], str]:
-    """Per build (fp32, and w8a8 where the device computes int8): each layer's kernel time, the median
+    """Per build (fp32, w8a8 and w4a8 where the device computes them): each layer's kernel time, the median
     over `runs` instrumented calls; the kernels between two layers (requantize, transpose, pool) are
     counted with the layer after them. Only on a locally measured device."""
     from autocomp.measure.local import LocalRunner
@@ -141,6 +141,8 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
     builds = {"fp32": CompressionPlan.uniform(ctx.layers)}
     if "int8" in ctx.profile.precisions:
         builds["w8a8"] = CompressionPlan.uniform(ctx.layers, 8, 8)
+    if "int4" in ctx.profile.precisions:  # sub-byte convs may take another kernel (AVX2: 0.8x w8's time)
+        builds["w4a8"] = CompressionPlan.uniform(ctx.layers, 4, 8)
     from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
     from autocomp.device.timing_lock import shared_use, timing_lock
 
@@ -156,6 +158,8 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
         with timing_lock(), master_off_worker_cores():  # kernel times are timings: quiet cores, as for a trial
             per_call = kernel_times(session, ctx.task.example_input.numpy(), runs)
         layers = by_layer(per_call, ctx.layers)
+        if layers is None and label == "w4a8":
+            continue  # optional: the knapsack costs sub-byte weights at w8a8's times without it
         if layers is None:
             found = sum(any(op in n for op in LAYER_OPS) for n, _ in per_call)
             return {}, (f"not measured: the {label} build runs {found} layer kernels for {len(ctx.layers)} layers "
@@ -224,9 +228,10 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
     and fraction (OBJECTIVES; `fractions` replaces the latency objective's and drops the others):
 
     * latency: measured kernel time saved. Int8 on a layer saves its fp32 kernel time minus its w8a8
-      one; pruning by r saves r x its w8a8 time (its kernels shrink with its output channels);
-    * memory: weight bytes saved, fp32 bytes minus (1 - r) x the weight bits (the bits say it: 4-bit
-      weights are stored and read packed, so they save memory at w8's speed);
+      one (2- and 4-bit weights: its w4a8 one, where measured: their kernel may differ, `_quantized_ms`);
+      pruning by r saves r x that time (its kernels shrink with its output channels);
+    * memory: weight bytes saved, fp32 bytes minus (1 - r) x the weight bits (4-bit weights are stored
+      and read packed);
     * balanced: the sum of both, each as a fraction of the fp32 model's total.
 
     The search's front is two-dimensional: latency-only plans had w8 where w4 costs as little accuracy
@@ -239,13 +244,13 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
     fp32, int8 = sens.latency_ms.get("fp32"), sens.latency_ms.get("w8a8")
     if not fp32 or not int8 or max_drop <= 0:
         return []
+    sub_byte = sens.latency_ms.get("w4a8") or int8
     total_ms = sum(fp32.values()) or 1.0
     total_bytes = 4.0 * sum(sens.weights.values()) or 1.0
     options: dict[str, list[tuple[float, float, float, LayerPlan]]] = {}  # (cost, ms saved, bytes saved, plan)
     for name in space.layers:
         opts = [(0.0, 0.0, 0.0, LayerPlan(name, 32, 32, 0.0))]
         drops = sens.drops.get(name, {})
-        q_saving = fp32[name] - int8[name]
         n = sens.weights.get(name, 0)
         # widest weights first, a codebook before evenly spaced levels of its width: among options that save
         # as much for as little, the DP keeps the first
@@ -253,12 +258,14 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
             if a != 8 or choice_key(w, a) not in drops:
                 continue
             base = max(drops[choice_key(w, a)], _floor(w, sens.subset))
+            q_ms = _quantized_ms(w, int8[name], sub_byte.get(name, int8[name]))
+            q_saving = fp32[name] - q_ms
             opts.append((base, q_saving, n * (4 - stored_bits(w) / 8), _layer(name, w, a, 0.0)))
             if name in space.prunable:
                 for ratio in space.prune_choices:
                     d = prune_drop(drops, ratio, space.prune_choices)
                     if ratio > 0 and d is not None:
-                        opts.append((base + max(d, 0.0), q_saving + ratio * int8[name],
+                        opts.append((base + max(d, 0.0), q_saving + ratio * q_ms,
                                      n * (4 - (1 - ratio) * stored_bits(w) / 8), _layer(name, w, a, ratio)))
         options[name] = opts
     value = {"latency": lambda ms, b: ms, "memory": lambda ms, b: b,
@@ -277,6 +284,12 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
             if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
                 plans.append(plan)
     return plans
+
+
+def _quantized_ms(w: int | str, w8_ms: float, w4_ms: float) -> float:
+    """A layer's kernel time with weights `w` and int8 inputs: the w4a8 build's for 2 and 4 bits (the same
+    kernel: unpacked in the conv, on AVX2 with u8 x s8 pair sums), the w8a8 build's for 8 bits and codebooks."""
+    return w4_ms if isinstance(w, int) and w < 8 else w8_ms
 
 
 CHECK_TRIES = 3  # knapsack solves per objective and fraction: the budget, half of it, a quarter

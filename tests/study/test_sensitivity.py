@@ -16,7 +16,7 @@ def test_every_layer_and_choice_is_measured_on_digits(digits_ctx):
     for name in digits_ctx.prunable:
         assert {"p0.25", "p0.5"} <= set(sens.drops[name])
     assert sens.latency_source == "vm instrument (measured)"
-    for build in ("fp32", "w8a8"):
+    for build in ("fp32", "w8a8", "w4a8"):
         assert set(sens.latency_ms[build]) == set(digits_ctx.layers)
         assert all(t > 0 for t in sens.latency_ms[build].values())
         assert sum(sens.share(build).values()) == pytest.approx(1.0)
@@ -81,6 +81,13 @@ def test_the_memory_knapsack_stores_4_bit_weights_where_the_time_knapsack_does_n
         assert cost <= 0.01 + 1e-9
     latency_only = knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,))
     assert len(latency_only) == 1 and {lp.name: lp for lp in latency_only[0].layers}["c"].w_bits != 4
+
+    # where the w4a8 build measures 2- and 4-bit convs faster than w8 (AVX2's u8 x s8 pair sums), time
+    # saved pays for w4's accuracy on c, the layer with the most time left after int8
+    faster = {**sens.latency_ms, "w4a8": {**sens.latency_ms["w8a8"], "c": 0.1 * sens.latency_ms["w8a8"]["c"]}}
+    sub_byte = knapsack_plans(Sensitivity(**{**sens.to_dict(), "latency_ms": faster}), space, max_drop=0.01,
+                              fractions=(1.0,))
+    assert len(sub_byte) == 1 and {lp.name: lp for lp in sub_byte[0].layers}["c"].w_bits == 4
 
 
 def test_a_search_stores_the_sensitivity_and_runs_the_knapsack_plans_after_the_baselines(sqlite_url):
