@@ -85,7 +85,7 @@ def measure(ctx: Any, space: Any, workers: int | None = None) -> Sensitivity:
         outputs = pool.run(shared, jobs, default_jobs() if workers is None else workers)
     drops = {name: {key: base - float(task.metric(out, subset.eval_targets)) for key, out in outputs[name].items()}
              for name in space.layers}
-    latency, source = layer_latency(ctx)
+    latency, source = layer_latency(ctx, sub_byte=any(isinstance(w, int) and w < 8 for w in space.w_choices))
     notes = [f"prune drops after {RECOVERY_STEPS} distillation steps" if recovery else "prune drops without recovery"]
     skipped = sorted(set(r for r in space.prune_choices if r > 0) - set(measured_ratios(space.prune_choices)))
     if skipped and space.prunable:
@@ -129,10 +129,11 @@ def layer_choices(space: Any) -> list[tuple[int | str, int]]:
             if (a == 8 and stored_bits(w) <= 8) or (a == 16 and w == 16) or (a == 32 and w != 32)]
 
 
-def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]], str]:
-    """Per build (fp32, w8a8 and w4a8 where the device computes them): each layer's kernel time, the median
-    over `runs` instrumented calls; the kernels between two layers (requantize, transpose, pool) are
-    counted with the layer after them. Only on a locally measured device."""
+def layer_latency(ctx: Any, runs: int = 20, sub_byte: bool = True) -> tuple[dict[str, dict[str, float]], str]:
+    """Per build (fp32, w8a8 and, where the space offers 2- or 4-bit weights, w4a8, each where the device
+    computes it): each layer's kernel time, the median over `runs` instrumented calls; the kernels between
+    two layers (requantize, transpose, pool) are counted with the layer after them. Only on a locally
+    measured device."""
     from autocomp.measure.local import LocalRunner
 
     opts = ctx.options
@@ -141,7 +142,7 @@ def layer_latency(ctx: Any, runs: int = 20) -> tuple[dict[str, dict[str, float]]
     builds = {"fp32": CompressionPlan.uniform(ctx.layers)}
     if "int8" in ctx.profile.precisions:
         builds["w8a8"] = CompressionPlan.uniform(ctx.layers, 8, 8)
-    if "int4" in ctx.profile.precisions:  # sub-byte convs may take another kernel (AVX2: 0.8x w8's time)
+    if sub_byte and "int4" in ctx.profile.precisions:  # sub-byte convs may take another kernel (AVX2: 0.8x w8's time)
         builds["w4a8"] = CompressionPlan.uniform(ctx.layers, 4, 8)
     from autocomp.device.threads import local_threads, master_off_worker_cores, use_threads
     from autocomp.device.timing_lock import shared_use, timing_lock

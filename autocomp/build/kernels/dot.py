@@ -56,6 +56,7 @@ from autocomp.build.kernels.conv import (
     schedule_tile_epilogue,
     to_nhwc_accumulator,
 )
+from autocomp.build.kernels.intrin.pmaddubsw import MAX_ABS_WEIGHT
 from autocomp.build.kernels.intrin.vnni import register as register_vnni
 from autocomp.device.features import has_feature, has_sdot, has_vnni, is_aarch64
 
@@ -97,7 +98,7 @@ PAIR_AVX2 = DotKind("int16 pair dot product (vpmaddwd)", 8, ("uint8", "int8"), 1
 PAIR_AVX512 = DotKind("int16 pair dot product (vpmaddwd)", 16, ("uint8", "int8"), 16, group=2, wide_data=True)
 # vpmaddubsw + vpmaddwd (intrin/pmaddubsw.py): VNNI's 4-channel groups on AVX2, exact where |weight| <= 64,
 # i.e. the sub-byte weights the kernel unpacks itself (passes/packed_int4.py states their bound)
-U8S8_AVX2 = DotKind("u8 x s8 pair sums (vpmaddubsw + vpmaddwd)", 8, ("uint8",), 12, max_abs_weight=64,
+U8S8_AVX2 = DotKind("u8 x s8 pair sums (vpmaddubsw + vpmaddwd)", 8, ("uint8",), 12, max_abs_weight=MAX_ABS_WEIGHT,
                     fallback=PAIR_AVX2)
 
 
@@ -170,7 +171,7 @@ def _stated_bound(sch: s_tir.Schedule) -> int | None:
     """The bound on |weight| the function's unpacking block states, None without one."""
     blk = next((b for b in sch.get_child_blocks(root(sch)) if sch.get(b).name_hint == UNPACK_BLOCK), None)
     value = sch.get(blk).annotations.get(MAX_ABS_ATTR) if blk is not None else None
-    return int(value) if isinstance(value, int) else const(value) if value is not None else None
+    return int(value) if value is not None else None  # a Python int or an IntImm
 
 
 def schedule_conv_vnni(
@@ -215,9 +216,8 @@ def _schedule(func: tirx.PrimFunc, tile, prepacked_weight: bool = False, kind: D
 
         intrin = register_smull(kind.group)
     elif kind.max_abs_weight:
-        from autocomp.build.kernels.intrin.pmaddubsw import MAX_ABS_WEIGHT, register as register_pmaddubsw
+        from autocomp.build.kernels.intrin.pmaddubsw import register as register_pmaddubsw
 
-        assert kind.max_abs_weight <= MAX_ABS_WEIGHT
         intrin = register_pmaddubsw()
     elif kind.wide_data:
         from autocomp.build.kernels.intrin.pmaddwd import register as register_pair
