@@ -2,8 +2,9 @@
 
 The pruned student learns to reproduce the unpruned teacher's logits (mean squared error) on unlabeled
 inputs: the task's `recovery_inputs`, else its calibration inputs; never evaluation data. BatchNorm
-statistics stay frozen (eval mode) so small batches cannot disturb them. Seeded: the same plan gives
-the same weights, so an exported trial is the trial that was measured.
+statistics stay frozen (eval mode) so small batches cannot disturb them. Seeded and on one thread: the
+same plan gives the same weights in every process (a build worker, the main process of `autocomp
+export`), so an exported trial is the trial that was measured (device/threads.torch_threads).
 """
 
 from __future__ import annotations
@@ -26,13 +27,23 @@ class Recovery:
     steps: int
     inputs: torch.Tensor
     lr: float = 1e-3
-    batch: int = 16  # 150 steps of 16 cost ~5 s on 2 cores (FashionNet) and recover as much as 200 of 64
+    batch: int = 16  # 150 steps of 16 cost ~8 s on one thread (FashionNet, Zen 3) and recover as much as 200 of 64
     seed: int = 0
 
 
+TRAIN_THREADS = 1  # the build workers' count: a distillation elsewhere then ends on the same weights
+
+
 def distill(student: nn.Module, teacher: nn.Module, recovery: Recovery) -> nn.Module:
+    from autocomp.device.threads import torch_threads
+
     if recovery.steps <= 0 or len(recovery.inputs) == 0:
         return student
+    with torch_threads(TRAIN_THREADS):
+        return _distill(student, teacher, recovery)
+
+
+def _distill(student: nn.Module, teacher: nn.Module, recovery: Recovery) -> nn.Module:
     gen = torch.Generator().manual_seed(recovery.seed)
     teacher.eval()
     student.eval()  # frozen BatchNorm statistics; gradients still flow to every weight

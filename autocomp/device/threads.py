@@ -6,6 +6,7 @@ On a machine without SMT, such as a 2-core cloud VM, that is one thread on two c
 timed with TVM's default is half the speed the device gives the model. The measurement therefore
 asks for one thread per physical core (or the profile's ``measurement.threads``) and every result
 records the count it was timed with, so that a deployment can reproduce it (``TVM_NUM_THREADS=N``).
+Training in PyTorch has the opposite need (torch_threads): a fixed count, whatever the machine.
 """
 
 from __future__ import annotations
@@ -42,6 +43,25 @@ def use_threads(n: int) -> int:
         tvm.get_global_func("runtime.config_threadpool")(1, n)  # 1: every (equal) core; n threads
         running = int(tvm.get_global_func("runtime.NumThreads")())
     return running
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op thread count fixed at `n` for the duration, then restored.
+
+    Why: a backward pass reduces each weight's gradient over the batch in per-thread chunks, so the
+    trained weights depend on the thread count. A pruned candidate is distilled in a build worker (one
+    thread) during the search but in the main process (every core) by `autocomp export`, `evaluate` and
+    the knapsack's checks: at the process's own count, FashionNet `w8a8 p0.25` ended on other weights
+    there (simulated accuracy 0.888 against 0.886), so the exported artifact was not the one measured."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def remote_threads(session: object, n: int) -> int | None:

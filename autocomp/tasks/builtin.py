@@ -162,13 +162,12 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
                      batch_size: int = 128, threads: int | None = None) -> nn.Module:
     """Adam with a one-cycle schedule; deterministic for a fixed seed and thread count. `threads` fixes
     the count while training (then the weights do not depend on the machine's cores)."""
-    saved = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    from autocomp.device.threads import torch_threads
+
+    if not threads:
         return _train(model, x, y, epochs, lr, batch_size)
-    finally:
-        torch.set_num_threads(saved)
+    with torch_threads(threads):
+        return _train(model, x, y, epochs, lr, batch_size)
 
 
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int) -> nn.Module:

@@ -25,6 +25,23 @@ def test_distillation_recovers_pruned_accuracy_and_is_deterministic(digits_task,
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_the_weights_do_not_depend_on_the_callers_thread_count(digits_ctx):
+    """A build worker distills on one thread, `autocomp export` in a process with every core: both must
+    end on the same weights (a backward pass's reductions follow the thread count)."""
+    from dataclasses import replace
+
+    from autocomp.device.threads import torch_threads
+
+    ctx = replace(digits_ctx, finetune_steps=150)
+    plan = CompressionPlan.uniform(digits_ctx.layers, 8, 8, 0.25, digits_ctx.prunable)
+    with torch_threads(1):
+        one = ctx.compress(plan)
+    with torch_threads(2):
+        two = ctx.compress(plan)
+        assert torch.get_num_threads() == 2  # restored after the distillation
+    assert all(torch.equal(x, y) for x, y in zip(one.state_dict().values(), two.state_dict().values()))
+
+
 def test_recovery_inputs_are_not_evaluation_data(digits_task):
     evals = {x.numpy().tobytes() for x in digits_task.eval_inputs}
     assert sum(x.numpy().tobytes() in evals for x in digits_task.recovery_inputs) <= 2  # digits has duplicates
