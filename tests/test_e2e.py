@@ -37,8 +37,10 @@ def test_builtin_task_search_front_export(tmp_path):
     assert manifest["plan"] == point["plan"]
     assert manifest["measured"]["latency_ms"] == point["raw_latency_ms"]
     checks = manifest["artifact"]["checks"]
-    # the written library, reloaded from disk, reproduces the accuracy measured during the search
-    assert abs(checks["artifact_accuracy"] - point["accuracy"]) <= 0.002 + 1e-6  # two samples of 1000 (float32)
+    # the written library, reloaded from disk, reproduces the accuracy measured during the search exactly:
+    # export compresses (and distills) the plan again in this process, on the same weights as the trial's
+    # build worker (compress/distill.py trains on one thread wherever it runs)
+    assert checks["artifact_accuracy"] == point["accuracy"]
     # the QDQ graph as written computes what the artifact does; onnxruntime's fused int8 kernels may
     # lose more on an AVX2-only CPU (saturating int16 pair sums): recorded, bounded loosely
     assert abs(checks["onnx_accuracy_unfused"] - point["accuracy"]) <= 0.01
