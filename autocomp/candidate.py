@@ -88,18 +88,15 @@ class Context:
 
     def compress(self, plan: Any) -> nn.Module:
         """The compressed model of a plan, exactly as every stage (search, evaluate, export) builds it."""
-        task = self.task
-        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, self.recovery(),
-                        self.profile.fp16_compute(), self.channel_multiple())
-
-    def recovery(self) -> Any:
-        """The distillation a pruned candidate gets (compress/distill.Recovery), None when it gets none."""
         from autocomp.compress.distill import Recovery
 
-        if self.finetune_steps <= 0:
-            return None
         task = self.task
-        return Recovery(self.finetune_steps, task.recovery_inputs if task.recovery_inputs is not None else task.calib_data)
+        recovery = None
+        if self.finetune_steps > 0:
+            inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
+            recovery = Recovery(self.finetune_steps, inputs)
+        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery,
+                        self.profile.fp16_compute(), self.channel_multiple())
 
     def compile(self, plan: Any, timings: dict[str, float] | None = None,
                 compressed: Callable[[nn.Module], None] | None = None) -> Compiled:

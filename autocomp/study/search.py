@@ -330,13 +330,13 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     if stored is None:  # created here: the creator's reference figure is the study's
         wanted["reference"] = {"plan": ctx.reference().label, "latency_ms": _reference_latency_ms(ctx)}
     if stored is None and cfg.sensitivity:  # created here: the creator measures it once, for every worker
-        from autocomp.study import plan_checks, sensitivity
+        from autocomp.study import sensitivity
 
         sens = sensitivity.measure(ctx, space)
         wanted = {**wanted, "excluded": sensitivity.excluded(sens, space, cfg.max_accuracy_drop)}
         checks: list[dict[str, Any]] = []
         proposals = sensitivity.knapsack_plans(sens, space, cfg.max_accuracy_drop,
-                                               check=plan_checks.SimulatedCheck(ctx, cfg.max_accuracy_drop, checks))
+                                               check=sensitivity.simulated_check(ctx, cfg.max_accuracy_drop, checks))
         wanted["proposals"] = [p.summary() for p in proposals]
         wanted["proposal_checks"] = checks  # every plan the knapsack solved, with its simulated drop
         study.set_user_attr(SENSITIVITY_ATTR, sens.to_dict())

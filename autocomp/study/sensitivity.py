@@ -238,7 +238,7 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
     The search's front is two-dimensional: latency-only plans had w8 where w4 costs as little accuracy
     and nothing, and the smallest corner was never proposed. Empty when latency was not measured.
 
-    `check` (plan_checks.SimulatedCheck): whether a plan keeps the budget all together. Summed single-layer costs
+    `check` (simulated_check): whether a plan keeps the budget all together. Summed single-layer costs
     miss how quantization errors add up (a built-in search's memory plan, layers costing 0-0.3 points
     each alone, dropped 3 points), so a plan that fails it is solved again at half the cost budget, up
     to CHECK_TRIES times, and left out if it still fails."""
@@ -272,32 +272,19 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
     value = {"latency": lambda ms, b: ms, "memory": lambda ms, b: b,
              "balanced": lambda ms, b: ms / total_ms + b / total_bytes}
     runs = [("latency", fractions)] if fractions is not None else list(OBJECTIVES)
-    chains = []  # per objective and fraction: try k -> the plan solved at the budget / 2**k
+    plans: list[CompressionPlan] = []
     for objective, fracs in runs:
         scored = {name: [(c, value[objective](ms, b), lp) for c, ms, b, lp in opts] for name, opts in options.items()}
         for fraction in fracs:
-            chains.append(lambda k, scored=scored, budget=fraction * max_drop: _solve(scored, space.layers,
-                                                                                      budget / 2**k, bins))
-    plans: list[CompressionPlan] = []
-    for plan in first_passing(chains, check):
-        if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
-            plans.append(plan)
+            budget, plan = fraction * max_drop, None
+            for _ in range(CHECK_TRIES if check is not None else 1):
+                plan = _solve(scored, space.layers, budget, bins)
+                if plan is None or check is None or plan in plans or check(plan):
+                    break
+                budget, plan = budget / 2, None
+            if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
+                plans.append(plan)
     return plans
-
-
-def first_passing(chains: list[Callable[[int], CompressionPlan | None]],
-                  check: Callable[[CompressionPlan], bool] | None) -> list[CompressionPlan | None]:
-    """Each chain's first plan that passes `check` in CHECK_TRIES (its first plan without a check); a
-    check that can run them side by side (plan_checks.SimulatedCheck) does."""
-    if check is None:
-        return [chain(0) for chain in chains]
-    if hasattr(check, "first_passing"):
-        return check.first_passing(chains, CHECK_TRIES)
-    out: list[CompressionPlan | None] = []
-    for chain in chains:
-        plans = (chain(k) for k in range(CHECK_TRIES))
-        out.append(next((p for p in plans if p is None or check(p)), None))
-    return out
 
 
 def _quantized_ms(w: int | str, w8_ms: float, w4_ms: float) -> float:
@@ -314,6 +301,29 @@ def _floor(w: int | str, subset: int) -> float:
     cannot show is not none: five sub-byte layers that each read 0 (or less) alone dropped 5-10 points
     all together in a built-in search, and a zero cost let the knapsack take every one of them."""
     return 1.0 / max(subset, 1) if stored_bits(w) < 8 else 0.0
+
+
+def simulated_check(ctx: Any, max_drop: float, log: list[dict[str, Any]]) -> Callable[[CompressionPlan], bool]:
+    """Whether a plan's accuracy in the PyTorch simulation, compressed exactly as its candidate will be
+    (the search's distillation included) on the whole eval set, is within `max_drop` of the fp32 model's:
+    the compiled artifact's accuracy, which the search measures, is the simulation's on this project's
+    CPU targets. Each check is appended to `log` (the study's settings keep it)."""
+    from autocomp.device.timing_lock import shared_use
+    from autocomp.measure.accuracy import accuracy_torch
+
+    with shared_use():
+        base = accuracy_torch(ctx.model, ctx.task)
+    seen: dict[str, bool] = {}
+
+    def check(plan: CompressionPlan) -> bool:
+        if plan.key() not in seen:
+            with shared_use():
+                drop = base - accuracy_torch(ctx.compress(plan), ctx.task)
+            seen[plan.key()] = drop <= max_drop
+            log.append({"plan": plan.summary(), "simulated_drop": round(drop, 4), "kept": seen[plan.key()]})
+        return seen[plan.key()]
+
+    return check
 
 
 def _solve(options: dict[str, list[tuple[float, float, LayerPlan]]], layers: tuple[str, ...], budget: float,

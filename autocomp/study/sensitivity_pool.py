@@ -5,17 +5,14 @@ PyTorch jobs (a one-layer quantization and a 300-sample forward; a one-group pru
 distillation) that two threads of one process use poorly. One spawned process per core, one thread
 each, takes a layer at a time and sends back the model's outputs on the subset; the caller turns them
 into accuracy with the task's metric (which need not pickle). A model that does not pickle, or one core,
-runs the same jobs here, one after the other. The knapsack's whole-plan checks (plan_checks.py) run in
-the same workers (PlanJob).
+runs the same jobs here, one after the other.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import pickle
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +29,9 @@ class Shared:
     protected: tuple[str, ...]
     fp16: bool
     round_to: int
-    ranges: dict[str, tuple[float, float]] | None  # float_input_ranges of the model (shared by every bits-only plan)
+    ranges: dict[str, tuple[float, float]]  # float_input_ranges of the model: shared by every bits-only plan
     recovery: Any  # compress.distill.Recovery or None
-    inputs: torch.Tensor  # the eval inputs the outputs are of
+    inputs: torch.Tensor  # the eval subset
     layers: tuple[str, ...]  # every searchable layer: the rest of each plan stays fp32
 
 
@@ -47,25 +44,6 @@ class LayerJob:
 
     def pruned(self) -> int:
         return sum(lp.prune > 0 for _key, lp in self.choices)
-
-    def outputs(self, s: Shared) -> dict[str, torch.Tensor]:
-        return layer_outputs(s, self)
-
-
-@dataclass(frozen=True)
-class PlanJob:
-    """One whole plan, compressed as Context.compress does (Shared.recovery for a pruned one)."""
-
-    name: str  # the plan's key
-    plan: Any  # plan.CompressionPlan
-
-    def outputs(self, s: Shared) -> dict[str, torch.Tensor]:
-        from autocomp.compress import compress
-        from autocomp.measure.accuracy import torch_outputs
-
-        model = compress(s.model, self.plan, s.example_input, s.calib_data, s.protected, s.recovery, s.fp16,
-                         s.round_to, s.ranges)
-        return {self.name: torch_outputs(model.eval(), s.inputs)}
 
 
 _SHARED: Shared | None = None
@@ -91,9 +69,9 @@ def _init(shared: Shared) -> None:
     _SHARED = shared
 
 
-def run_job(job: LayerJob | PlanJob) -> tuple[str, dict[str, torch.Tensor]]:
+def _run(job: LayerJob) -> tuple[str, dict[str, torch.Tensor]]:
     assert _SHARED is not None
-    return job.name, job.outputs(_SHARED)
+    return job.name, layer_outputs(_SHARED, job)
 
 
 def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
@@ -114,35 +92,22 @@ def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
 
 def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[str, torch.Tensor]]:
     """Every job's outputs, by layer: in `workers` spawned processes, or here when that cannot help."""
-    if len(jobs) > 1:
+    if workers > 1 and len(jobs) > 1 and _pickles(shared):
+        ctx = multiprocessing.get_context("spawn")  # this process holds torch's and TVM's thread pools
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init, initargs=(shared,))
+        done = False
         try:
-            with executor(shared, min(workers, len(jobs))) as pool:
-                if pool is not None:
-                    return dict(pool.map(run_job, sorted(jobs, key=lambda j: -j.pruned())))  # the long ones first
+            out = dict(pool.map(_run, sorted(jobs, key=lambda j: -j.pruned())))  # the long ones first
+            done = True
+            return out
         except Exception:  # noqa: BLE001 - e.g. a worker cannot import the model's class: here, where it can
             pass  # (a job's own error, e.g. non-finite outputs, is raised again below)
+        finally:  # on any error, Ctrl-C included, the layers in progress are stopped, not run to the end
+            if not done:
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
     return {job.name: layer_outputs(shared, job) for job in jobs}
-
-
-@contextmanager
-def executor(shared: Shared, workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """`workers` spawned processes holding `shared` (one thread each), or None where they cannot help
-    (one worker, or a model that does not pickle). On any error, Ctrl-C included, the jobs in progress
-    are stopped, not run to the end."""
-    if workers <= 1 or not _pickles(shared):
-        yield None
-        return
-    ctx = multiprocessing.get_context("spawn")  # this process holds torch's and TVM's thread pools
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(shared,))
-    done = False
-    try:
-        yield pool
-        done = True
-    finally:
-        if not done:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pickles(shared: Shared) -> bool:

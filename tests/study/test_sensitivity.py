@@ -129,7 +129,7 @@ def test_the_finer_prune_grid_measures_every_other_ratio_and_costs_the_rest_from
 
 
 def test_a_plan_that_fails_the_check_is_solved_again_at_half_the_budget_or_left_out():
-    """The check stands for the simulation of the whole plan (plan_checks.py): a plan it rejects is not
+    """The check stands for the simulation of the whole plan (simulated_check): a plan it rejects is not
     proposed; the knapsack tries again with half the summed-cost budget, then a quarter."""
     sens, space = hand_made()
 
@@ -147,6 +147,23 @@ def test_a_plan_that_fails_the_check_is_solved_again_at_half_the_budget_or_left_
     assert len(plans) == 1 and summed(plans[0]) <= 0.004
     assert checked[0] > 0.004 and len(checked) >= 2  # the full-budget plan was tried first and rejected
     assert knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,), check=lambda plan: False) == []
+
+
+def test_the_simulated_check_compresses_the_plan_as_the_search_will(digits_ctx):
+    """simulated_check's verdict is the simulated accuracy of the candidate the search would build (its
+    distillation included), within the budget or not, and every verdict is logged."""
+    from autocomp.measure.accuracy import accuracy_torch
+    from autocomp.plan import CompressionPlan
+    from autocomp.study.sensitivity import simulated_check
+
+    log = []
+    w8a8 = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
+    w2a8 = CompressionPlan.uniform(digits_ctx.layers, 2, 8)
+    base = accuracy_torch(digits_ctx.model, digits_ctx.task)
+    assert simulated_check(digits_ctx, 0.01, log)(w8a8)
+    assert not simulated_check(digits_ctx, 0.01, log)(w2a8)  # ternary weights everywhere: far over
+    drop = base - accuracy_torch(digits_ctx.compress(w2a8), digits_ctx.task)
+    assert [entry["kept"] for entry in log] == [True, False] and log[1]["simulated_drop"] == round(drop, 4) > 0.01
 
 
 def test_a_sub_byte_choice_the_subset_shows_as_free_still_costs_one_sample():
