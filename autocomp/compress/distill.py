@@ -27,7 +27,7 @@ class Recovery:
     steps: int
     inputs: torch.Tensor
     lr: float = 1e-3
-    batch: int = 16  # 150 steps of 16 cost ~8 s on one thread (FashionNet, Zen 3) and recover as much as 200 of 64
+    batch: int = 16  # 150 steps of 16 cost ~9 s on one thread (FashionNet, Zen 3) and recover as much as 200 of 64
     seed: int = 0
 
 
