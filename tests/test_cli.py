@@ -57,8 +57,9 @@ def test_devices_lists_profiles_with_targets():
 
 def test_search_front_export_on_digits(tmp_path):
     db = str(tmp_path / "s.db")
+    # the commands' flow; the sensitivity step (and the knapsack's proposals) is test_e2e's and study/test_sensitivity's
     r = autocomp("search", "--task", "digits", "--trials", "3", "--storage", db, "--max-accuracy-drop", "0.05",
-                 "--verbose", cwd=tmp_path)
+                 "--verbose", "--no-sensitivity", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "feasible Pareto front of 'digits@host'" in r.stdout
     assert re.search(r"trial 0: fp32 .* \(feasible\) \[.*compile \d+\.\d s", r.stdout), r.stdout  # --verbose: stage times

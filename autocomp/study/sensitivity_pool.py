@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from autocomp.plan import CompressionPlan, LayerPlan
+
 
 @dataclass(frozen=True)
 class Shared:
@@ -75,19 +77,39 @@ def _run(job: LayerJob) -> tuple[str, dict[str, torch.Tensor]]:
 
 
 def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
-    """The subset's outputs of the model with only `job`'s layer compressed, per choice."""
-    from autocomp.compress import compress
+    """The subset's outputs of the model with only `job`'s layer compressed, per choice. The unpruned
+    choices share the forward up to the layer (measure/layer_variants.py): the same outputs, about half
+    the work."""
     from autocomp.measure.accuracy import torch_outputs
-    from autocomp.plan import CompressionPlan
+    from autocomp.measure.layer_variants import variant_outputs
 
-    fp32 = CompressionPlan.uniform(s.layers)
+    models = {key: _one_layer(s, layer) for key, layer in job.choices if layer.prune == 0}
+    shared = None
+    if len(models) > 1:
+        base = _one_layer(s, LayerPlan(job.name))
+        if all(_same_but(base, m, job.name) for m in models.values()):
+            shared = variant_outputs(base, job.name, {k: m.get_submodule(job.name) for k, m in models.items()}, s.inputs)
     out: dict[str, torch.Tensor] = {}
     for key, layer in job.choices:
-        plan = CompressionPlan(tuple(layer if lp.name == layer.name else lp for lp in fp32.layers))
-        recovery = s.recovery if layer.prune > 0 else None  # compress reads `ranges` only when nothing is pruned
-        model = compress(s.model, plan, s.example_input, s.calib_data, s.protected, recovery, s.fp16, s.round_to, s.ranges)
-        out[key] = torch_outputs(model.eval(), s.inputs)
+        out[key] = shared[key] if shared is not None and key in shared else torch_outputs(
+            models[key] if key in models else _one_layer(s, layer), s.inputs)
     return out
+
+
+def _one_layer(s: Shared, layer: Any) -> torch.nn.Module:
+    """The model with `layer`'s plan on its layer and every other layer fp32, in eval mode."""
+    from autocomp.compress import compress
+
+    plan = CompressionPlan(tuple(layer if name == layer.name else LayerPlan(name) for name in s.layers))
+    recovery = s.recovery if layer.prune > 0 else None  # compress reads `ranges` only when nothing is pruned
+    return compress(s.model, plan, s.example_input, s.calib_data, s.protected, recovery, s.fp16, s.round_to,
+                    s.ranges).eval()
+
+
+def _same_but(a: torch.nn.Module, b: torch.nn.Module, layer: str) -> bool:
+    """Whether two models hold the same tensors outside `layer` (then only that layer tells them apart)."""
+    sa, sb = ({k: v for k, v in m.state_dict().items() if not k.startswith(layer + ".")} for m in (a, b))
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[str, torch.Tensor]]:
