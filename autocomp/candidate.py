@@ -76,10 +76,11 @@ class Context:
     def lower(self, model: nn.Module) -> Any:
         """The Relax module of a compressed model, in the integer form this target's kernels want."""
         from autocomp.lower import lower
-        from autocomp.device.features import has_vnni, is_aarch64
+        from autocomp.device.features import has_pair_dot, has_vnni, is_aarch64
 
         target = self.profile.tvm_target()
-        return lower(model, self.task.example_input, signed_dot=is_aarch64(target), unsigned_dot=has_vnni(target))
+        return lower(model, self.task.example_input, signed_dot=is_aarch64(target), unsigned_dot=has_vnni(target),
+                     pair_dot=has_pair_dot(target))
 
     def build(self, lowered: Any) -> Any:
         from autocomp.build.compile import build

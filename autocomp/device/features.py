@@ -57,6 +57,11 @@ def has_vnni(target: Any) -> bool:
     return has_feature(target, "avx512vnni")
 
 
+def has_pair_dot(target: Any) -> bool:
+    """x86 whose fastest exact int8 dot product is vpmaddwd on int16 pairs (AVX2 or AVX-512BW, no VNNI)."""
+    return not has_vnni(target) and (has_feature(target, "avx512bw") or has_feature(target, "avx2"))
+
+
 def has_sdot(target: Any) -> bool:
     """AArch64 with the ARMv8.2 dot product (Pi 5's A76; not the Pi 4's A72)."""
     return is_aarch64(target) and has_feature(target, "dotprod")

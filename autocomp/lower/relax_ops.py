@@ -89,10 +89,11 @@ def _relax_unshift(bb: Any, acc: Any, wq: Any, shift: int, weight_axes: list[int
     return bb.emit(relax.op.add(acc, bb.emit(relax.op.reshape(corr, shape))))
 
 
-def relax_qlinear(node: Any, importer: Any, signed_dot: bool = False, unsigned_dot: bool = False) -> Any:
+def relax_qlinear(node: Any, importer: Any, signed_dot: bool = False, unsigned_dot: bool = False,
+                  pair_dot: bool = False) -> Any:
     """Integer linear layer. With rows (a transformer's tokens) and enough work (DOT_MIN_MACS) on a target
-    with an int8 dot product it is a 1x1 NHWC conv over the rows (_relax_qlinear_as_conv), so the
-    dot-product conv template runs it."""
+    with an int8 dot product (VNNI, SDOT / int16 products, AVX2's int16 pairs) it is a 1x1 NHWC conv over
+    the rows (_relax_qlinear_as_conv), so the dot-product conv template runs it."""
     from tvm import relax
 
     x, wq, w_scale, bias_q, a_scale, signed = importer.retrieve_args(node)
@@ -100,8 +101,8 @@ def relax_qlinear(node: Any, importer: Any, signed_dot: bool = False, unsigned_d
     rows = math.prod(int(d) for d in list(x.ty.shape)[:-1])  # a Relax shape does not slice
     n, k = int(wq.ty.shape[0]), int(wq.ty.shape[1])
     if rows >= TOKEN_ROWS and rows * k * n >= DOT_MIN_MACS and k % 4 == 0 \
-            and ((unsigned_dot and n % 16 == 0) or (signed_dot and n % 4 == 0)):
-        return _relax_qlinear_as_conv(bb, x, wq, w_scale, bias_q, a_scale, signed, rows, signed_dot)
+            and ((unsigned_dot and n % 16 == 0) or (signed_dot and n % 4 == 0) or (pair_dot and n % 8 == 0)):
+        return _relax_qlinear_as_conv(bb, x, wq, w_scale, bias_q, a_scale, signed, rows, signed_dot, unsigned_dot)
     xq = _relax_quantize(bb, x, a_scale, signed)
     wt = bb.emit(relax.op.permute_dims(wq))
     acc = bb.emit(relax.op.matmul(xq, wt, out_dtype="int32"))
@@ -117,7 +118,7 @@ ROW_TILE = 8  # rows are padded to a multiple of this when they have no divisor 
 
 
 def _relax_qlinear_as_conv(bb: Any, x: Any, wq: Any, w_scale: Any, bias_q: Any, a_scale: float, signed: bool,
-                           rows: int, signed_dot: bool) -> Any:
+                           rows: int, signed_dot: bool, unsigned_dot: bool) -> Any:
     """x [..., K] as a 1 x rows NHWC image of K channels, the weight [N, K] as N 1x1 OHWI filters; the same
     integers as relax_qlinear (the data shift of relax_qconv2d, undone exactly), rescaled in 4-D so the
     epilogue fuses into the conv, then reshaped back. The conv templates tile pixels by divisors of
@@ -128,7 +129,7 @@ def _relax_qlinear_as_conv(bb: Any, x: Any, wq: Any, w_scale: Any, bias_q: Any, 
     n, k = int(wq.ty.shape[0]), int(wq.ty.shape[1])
     out_shape = [int(d) for d in x.ty.shape][:-1] + [n]
     xq = _relax_quantize(bb, x, a_scale, signed)
-    shift = -128 if signed_dot and not signed else (128 if not signed_dot and signed else 0)
+    shift = -128 if signed_dot and not signed else (128 if unsigned_dot and signed else 0)  # pair dot: either
     x4 = bb.emit(relax.op.reshape(_relax_shift(bb, xq, shift), [1, 1, rows, k]))
     padded = rows if any(rows % d == 0 for d in range(4, ROW_TILE + 1)) else -(-rows // ROW_TILE) * ROW_TILE
     if padded != rows:  # pad rows hold the shifted zero, like a conv's border (never read back)
@@ -179,10 +180,11 @@ def relax_hlinear(node: Any, importer: Any) -> Any:
     return _relax_half_epilogue(bb, acc, bias, [1, -1])
 
 
-def relax_converters(signed_dot: bool = False, unsigned_dot: bool = False) -> dict[str, Any]:
+def relax_converters(signed_dot: bool = False, unsigned_dot: bool = False, pair_dot: bool = False) -> dict[str, Any]:
     """The importer's `custom_convert_map` for our ops (see relax_qconv2d for the two dot forms)."""
     import functools
 
     return {"qconv2d.default": functools.partial(relax_qconv2d, signed_dot=signed_dot, unsigned_dot=unsigned_dot),
-            "qlinear.default": functools.partial(relax_qlinear, signed_dot=signed_dot, unsigned_dot=unsigned_dot),
+            "qlinear.default": functools.partial(relax_qlinear, signed_dot=signed_dot, unsigned_dot=unsigned_dot,
+                                                 pair_dot=pair_dot),
             "hconv2d.default": relax_hconv2d, "hlinear.default": relax_hlinear}

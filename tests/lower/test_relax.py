@@ -230,10 +230,11 @@ class Tokens(nn.Module):
 @pytest.mark.parametrize("tokens", [13, 28])
 def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tokens):
     """With a dot product, an integer Linear over >= 8 rows and >= 1 M MACs is a 1x1 NHWC conv over the rows
-    (13 rows: padded to 16 and sliced back); signed input shifted for VNNI, unsigned for SDOT. Every variant
-    computes the integers the plain matmul does, and on a VNNI host the convs get the VNNI template."""
+    (13 rows: padded to 16 and sliced back); signed input shifted for VNNI, unsigned for SDOT, neither for
+    AVX2's int16 pairs. Every variant computes the integers the plain matmul does, and the convs get the
+    host's dot-product template (VNNI, or vpmaddwd without it)."""
     from autocomp.compress.quantize import quantize
-    from autocomp.device.features import has_vnni
+    from autocomp.device.features import has_pair_dot, has_vnni
 
     torch.manual_seed(0)
     plan = CompressionPlan((LayerPlan("a", 8, 8), LayerPlan("b", 8, 8)))
@@ -244,7 +245,7 @@ def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tok
     want = LocalSession(build(lower(model, x), host)).run(x.numpy())
     with torch.no_grad():
         assert np.array_equal(want, model(x).numpy())  # the matmul path equals the simulation
-    for dot in ({"unsigned_dot": True}, {"signed_dot": True}):
+    for dot in ({"unsigned_dot": True}, {"signed_dot": True}, {"pair_dot": True}):
         lowered = lower(model, x, **dot)
         text = lowered.mod.script()
         assert text.count("R.nn.conv2d") == 2 and "R.matmul" not in text
@@ -253,3 +254,5 @@ def test_token_linears_become_dot_product_convs_with_the_same_integers(host, tok
         assert np.array_equal(LocalSession(built).run(x.numpy()), want), dot
         if "unsigned_dot" in dot and has_vnni(host.tvm_target()):
             assert list(built.kernels.values()).count("scheduled (VNNI dot product)") == 2, built.kernels
+        if "pair_dot" in dot and has_pair_dot(host.tvm_target()):  # AVX2 / AVX-512BW without VNNI
+            assert list(built.kernels.values()).count("scheduled (int16 pair dot product (vpmaddwd))") == 2, built.kernels
