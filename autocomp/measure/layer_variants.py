@@ -73,7 +73,8 @@ def variant_outputs(base: nn.Module, layer: str, variants: dict[str, nn.Module],
                 shared = _run(interp, before, {}, inputs[i : i + EVAL_BATCH], keep=needed)
                 for key, module in variants.items():
                     setattr(parent, attr, module)
-                    # a copy per variant: an in-place op after the layer must not change the next one's inputs
+                    # a copy per variant: a view of a shared value changed in place after the layer (which the
+                    # check above cannot see) must not change the next variant's inputs
                     env = {n: v.clone() if torch.is_tensor(v) else v for n, v in shared.items()}
                     chunks[key].append(_run(interp, tail, env, None))
     finally:

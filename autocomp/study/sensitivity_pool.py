@@ -81,19 +81,27 @@ def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
     choices share the forward up to the layer (measure/layer_variants.py): the same outputs, about half
     the work."""
     from autocomp.measure.accuracy import torch_outputs
+
+    quantized = [(key, layer) for key, layer in job.choices if layer.prune == 0]
+    shared = (_shared_forward(s, job.name, quantized) if len(quantized) > 1 else None) or {}
+    return {key: shared[key] if key in shared else torch_outputs(_one_layer(s, layer), s.inputs)
+            for key, layer in job.choices}
+
+
+def _shared_forward(s: Shared, name: str, choices: list[tuple[str, Any]]) -> dict[str, torch.Tensor] | None:
+    """The choices' outputs through one shared forward, or None where the models cannot share it (a
+    choice's model differing outside its layer, or a model fx cannot split). Only each choice's layer is
+    kept, not its whole model."""
     from autocomp.measure.layer_variants import variant_outputs
 
-    models = {key: _one_layer(s, layer) for key, layer in job.choices if layer.prune == 0}
-    shared = None
-    if len(models) > 1:
-        base = _one_layer(s, LayerPlan(job.name))
-        if all(_same_but(base, m, job.name) for m in models.values()):
-            shared = variant_outputs(base, job.name, {k: m.get_submodule(job.name) for k, m in models.items()}, s.inputs)
-    out: dict[str, torch.Tensor] = {}
-    for key, layer in job.choices:
-        out[key] = shared[key] if shared is not None and key in shared else torch_outputs(
-            models[key] if key in models else _one_layer(s, layer), s.inputs)
-    return out
+    base = _one_layer(s, LayerPlan(name))
+    modules = {}
+    for key, layer in choices:
+        model = _one_layer(s, layer)
+        if not _same_but(base, model, name):
+            return None
+        modules[key] = model.get_submodule(name)
+    return variant_outputs(base, name, modules, s.inputs)
 
 
 def _one_layer(s: Shared, layer: Any) -> torch.nn.Module:
