@@ -181,7 +181,8 @@ def relax_hlinear(node: Any, importer: Any) -> Any:
 
 
 def relax_converters(signed_dot: bool = False, unsigned_dot: bool = False, pair_dot: bool = False) -> dict[str, Any]:
-    """The importer's `custom_convert_map` for our ops (see relax_qconv2d for the two dot forms)."""
+    """The importer's `custom_convert_map` for our ops (relax_qconv2d: the two shifted dot forms; relax_qlinear:
+    which Linears become convs, `pair_dot` included)."""
     import functools
 
     return {"qconv2d.default": functools.partial(relax_qconv2d, signed_dot=signed_dot, unsigned_dot=unsigned_dot),

@@ -34,7 +34,7 @@ class _LayerLeaf(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if qualname == self.layer:
             return True
-        if self.layer.startswith(qualname + ".") or not qualname:
+        if self.layer.startswith(qualname + "."):
             return False
         return super().is_leaf_module(m, qualname)
 
