@@ -29,6 +29,7 @@ class Recovery:
     lr: float = 1e-3
     batch: int = 16  # 150 steps of 16 cost ~9 s on one thread (FashionNet, Zen 3) and recover as much as 200 of 64
     seed: int = 0
+    from_first_change: bool = False  # train only the layers from the first pruned one on (frozen_prefix)
 
 
 TRAIN_THREADS = 1  # the build workers' count: a distillation elsewhere then ends on the same weights
@@ -47,9 +48,10 @@ def _distill(student: nn.Module, teacher: nn.Module, recovery: Recovery) -> nn.M
     gen = torch.Generator().manual_seed(recovery.seed)
     teacher.eval()
     student.eval()  # frozen BatchNorm statistics; gradients still flow to every weight
-    params = [p for p in student.parameters() if p.dtype.is_floating_point]
-    for p in params:
-        p.requires_grad_(True)
+    frozen = frozen_prefix(student, teacher, recovery.inputs[:1]) if recovery.from_first_change else set()
+    params = [p for p in student.parameters() if p.dtype.is_floating_point and id(p) not in frozen]
+    for p in student.parameters():
+        p.requires_grad_(id(p) not in frozen and p.dtype.is_floating_point)  # a frozen one in the graph: no backward
     opt = torch.optim.Adam(params, lr=recovery.lr)
     n = len(recovery.inputs)
     targets = _targets(teacher, recovery)
@@ -69,6 +71,32 @@ def _distill(student: nn.Module, teacher: nn.Module, recovery: Recovery) -> nn.M
     for p in params:
         p.requires_grad_(False)
     return student.eval()
+
+
+def frozen_prefix(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> set[int]:
+    """The ids of the parameters of the modules the student runs before its first one whose parameter
+    shapes differ from the teacher's (the first pruned layer). Why: the sensitivity step recovers one
+    pruned group at a time; the layers before it are the teacher's own, and leaving them as they are
+    skips their part of every backward pass (half the step on the built-in task, where the early
+    full-resolution convs cost the most) for a recovery that can only be as good or slightly worse."""
+    shapes = {name: p.shape for name, p in teacher.named_parameters()}
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _args: order.append(mod))
+             for m in student.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            student(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    names = {m: name for name, m in student.named_modules()}
+    frozen: set[int] = set()
+    for m in dict.fromkeys(order):  # first calls, in order
+        own = [(f"{names[m]}.{n}" if names[m] else n, p) for n, p in m.named_parameters(recurse=False)]
+        if any(shapes.get(n) != p.shape for n, p in own):
+            return frozen
+        frozen.update(id(p) for _n, p in own)
+    return set()  # nothing pruned: train everything, as without the option
 
 
 def _targets(teacher: nn.Module, recovery: Recovery) -> list[torch.Tensor]:

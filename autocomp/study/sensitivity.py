@@ -1,7 +1,8 @@
 """Per-layer sensitivity: what each choice alone costs in accuracy, and what each layer costs in time.
 
 Accuracy: the fp32 model with only one layer quantized (each bit width the space offers) or only one
-pruning group pruned (each ratio, recovered by a short distillation like the search's), on a subset of
+pruning group pruned (each ratio, recovered by a short distillation like the search's, which trains only
+the pruned layer and what follows it: compress.distill.frozen_prefix), on a subset of
 the eval data, in the PyTorch simulation: the drop from the fp32 model on the same subset.
 Latency: each layer's kernels timed inside the VM (its instrument hook) on the fp32 and the w8a8 builds,
 so the search knows where the time goes. The search uses both (search.py): choices that alone break the
@@ -71,11 +72,11 @@ def measure(ctx: Any, space: Any, workers: int | None = None) -> Sensitivity:
     task = ctx.task
     subset = replace(task, eval_inputs=task.eval_inputs[:SUBSET], eval_targets=task.eval_targets[:SUBSET])
     recovery_inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
-    recovery = Recovery(RECOVERY_STEPS, recovery_inputs) if ctx.finetune_steps > 0 else None
+    recovery = Recovery(RECOVERY_STEPS, recovery_inputs, from_first_change=True) if ctx.finetune_steps > 0 else None
     ratios = measured_ratios(space.prune_choices)
-    jobs = [pool.LayerJob(name, tuple((choice_key(w, a), _layer(name, w, a, 0.0)) for w, a in layer_choices(space))
-                          + tuple((f"p{r:g}", _layer(name, 32, 32, r)) for r in (ratios if name in space.prunable else ())))
-            for name in space.layers]
+    jobs = [pool.LayerJob(name, tuple((choice_key(w, a), _layer(name, w, a, 0.0)) for w, a in layer_choices(space)))
+            for name in space.layers]  # a distillation per prune ratio is the long part: a job each, evenly spread
+    jobs += [pool.LayerJob(name, ((f"p{r:g}", _layer(name, 32, 32, r)),)) for name in space.prunable for r in ratios]
     with shared_use():
         base = accuracy.accuracy_torch(ctx.model, subset)
         ranges = float_input_ranges(ctx.model, list(space.layers), task.example_input, task.calib_data, ctx.protected,

@@ -39,7 +39,9 @@ class Shared:
 
 @dataclass(frozen=True)
 class LayerJob:
-    """One layer's choices, each as (drop key, the layer's plan); a pruned one is distilled (Shared.recovery)."""
+    """Choices of one layer, each as (drop key, the layer's plan); a pruned one is distilled (Shared.recovery).
+    A layer may have several jobs (run merges their outputs): one per prune ratio spreads the distillations
+    evenly over the workers."""
 
     name: str
     choices: tuple[tuple[str, Any], ...]  # (e.g. "w4a8" or "p0.5", plan.LayerPlan)
@@ -127,7 +129,9 @@ def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[st
         pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init, initargs=(shared,))
         done = False
         try:
-            out = dict(pool.map(_run, sorted(jobs, key=lambda j: -j.pruned())))  # the long ones first
+            out: dict[str, dict[str, torch.Tensor]] = {job.name: {} for job in jobs}  # the caller's order
+            for name, outputs in pool.map(_run, sorted(jobs, key=lambda j: -j.pruned())):  # the long ones first
+                out[name].update(outputs)
             done = True
             return out
         except Exception:  # noqa: BLE001 - e.g. a worker cannot import the model's class: here, where it can
@@ -137,7 +141,10 @@ def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[st
                 for proc in list((getattr(pool, "_processes", None) or {}).values()):
                     proc.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
-    return {job.name: layer_outputs(shared, job) for job in jobs}
+    out: dict[str, dict[str, torch.Tensor]] = {job.name: {} for job in jobs}
+    for job in jobs:
+        out[job.name].update(layer_outputs(shared, job))
+    return out
 
 
 def _pickles(shared: Shared) -> bool:

@@ -77,3 +77,32 @@ def test_kept_teacher_outputs_give_the_same_weights_and_follow_the_teacher(digit
     mod._TARGETS.pop(teacher)
     fresh = distill(student(), teacher, recovery)  # computed anew: the same as the kept ones gave
     assert all(torch.equal(x, y) for x, y in zip(third.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_recovery_from_the_first_change_trains_only_the_pruned_layer_and_what_follows(digits_task, digits_ctx):
+    """The sensitivity step's one-group recoveries leave the layers before the pruned one as the
+    teacher's (no backward pass through them); the pruned layer and every later one still learn."""
+    from autocomp.compress.distill import frozen_prefix
+
+    layers = digits_ctx.layers
+    target = digits_ctx.prunable[1]
+    before = layers[: layers.index(target)]
+    assert before
+    pruned = prune(digits_ctx.model, digits_task.example_input, {target: 0.5}, digits_ctx.protected)
+    recalibrate_batchnorm(pruned, digits_task.calib_data)
+    start = {k: v.clone() for k, v in pruned.state_dict().items()}
+    teacher = dict(digits_ctx.model.named_parameters())
+    assert frozen_prefix(digits_ctx.model, digits_ctx.model, digits_task.calib_data[:1]) == set()  # nothing pruned
+
+    def changed(model, name):
+        return not torch.equal(model.get_submodule(name).weight, start[name + ".weight"])
+
+    tail = distill(pruned, digits_ctx.model, Recovery(20, digits_task.recovery_inputs, from_first_change=True))
+    assert all(torch.equal(tail.get_submodule(n).weight, teacher[n + ".weight"]) for n in before)
+    assert all(changed(tail, n) for n in layers[layers.index(target):])
+
+    whole = prune(digits_ctx.model, digits_task.example_input, {target: 0.5}, digits_ctx.protected)
+    recalibrate_batchnorm(whole, digits_task.calib_data)
+    whole = distill(whole, digits_ctx.model, Recovery(20, digits_task.recovery_inputs))
+    assert all(changed(whole, n) for n in layers)  # without the option every layer learns
+    assert not any(p.requires_grad for p in (*tail.parameters(), *whole.parameters()))

@@ -22,17 +22,19 @@ def jobs_for(ctx):
     from autocomp.plan import LayerPlan
 
     def choices(name):
-        bits = [("w8a8", LayerPlan(name, 8, 8)), ("w4a32", LayerPlan(name, 4, 32)), ("k2a8", LayerPlan(name, 2, 8, 0.0, True))]
-        return tuple(bits + ([("p0.5", LayerPlan(name, 32, 32, 0.5))] if name in ctx.prunable else []))
+        return (("w8a8", LayerPlan(name, 8, 8)), ("w4a32", LayerPlan(name, 4, 32)), ("k2a8", LayerPlan(name, 2, 8, 0.0, True)))
 
-    return [pool.LayerJob(name, choices(name)) for name in ctx.layers]
+    # a prune ratio in a job of its own, as sensitivity.measure sends it: run merges a layer's jobs
+    return ([pool.LayerJob(name, (("p0.5", LayerPlan(name, 32, 32, 0.5)),)) for name in reversed(ctx.prunable)]
+            + [pool.LayerJob(name, choices(name)) for name in ctx.layers])
 
 
 def test_spawned_workers_give_the_outputs_this_process_gives(digits_ctx):
     shared, jobs = shared_for(digits_ctx), jobs_for(digits_ctx)
     here = pool.run(shared, jobs, workers=1)
     spread = pool.run(shared, jobs, workers=2)
-    assert list(spread) == list(here) == list(digits_ctx.layers)  # every layer, in the caller's order
+    assert list(spread) == list(here) == list(reversed(digits_ctx.prunable)) + [  # every layer, in the caller's order
+        n for n in digits_ctx.layers if n not in digits_ctx.prunable]
     assert any(job.pruned() for job in jobs)  # a prune ratio, with its distillation, went to a worker too
     for name in here:
         assert set(spread[name]) == set(here[name]) == {"w8a8", "w4a32", "k2a8", *(["p0.5"] if name in digits_ctx.prunable else [])}
