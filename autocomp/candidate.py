@@ -87,16 +87,21 @@ class Context:
 
         return build(lowered, self.profile, self.tuning_db, self.tune_trials if self.tuning_db else 0)
 
-    def compress(self, plan: Any) -> nn.Module:
-        """The compressed model of a plan, exactly as every stage (search, evaluate, export) builds it."""
+    def recovery(self, steps: int | None = None, **kw: Any) -> Any:
+        """The distillation after pruning (compress.distill.Recovery; None when off): `steps` of it
+        (default: the search's), on the task's recovery inputs, else its calibration inputs."""
         from autocomp.compress.distill import Recovery
 
+        if self.finetune_steps <= 0:
+            return None
         task = self.task
-        recovery = None
-        if self.finetune_steps > 0:
-            inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
-            recovery = Recovery(self.finetune_steps, inputs)
-        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, recovery,
+        inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
+        return Recovery(self.finetune_steps if steps is None else steps, inputs, **kw)
+
+    def compress(self, plan: Any) -> nn.Module:
+        """The compressed model of a plan, exactly as every stage (search, evaluate, export) builds it."""
+        task = self.task
+        return compress(self.model, plan, task.example_input, task.calib_data, self.protected, self.recovery(),
                         self.profile.fp16_compute(), self.channel_multiple())
 
     def compile(self, plan: Any, timings: dict[str, float] | None = None,

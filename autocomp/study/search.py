@@ -335,8 +335,8 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         sens = sensitivity.measure(ctx, space)
         wanted = {**wanted, "excluded": sensitivity.excluded(sens, space, cfg.max_accuracy_drop)}
         checks: list[dict[str, Any]] = []
-        proposals = sensitivity.knapsack_plans(sens, space, cfg.max_accuracy_drop,
-                                               check=sensitivity.simulated_check(ctx, cfg.max_accuracy_drop, checks))
+        with sensitivity.simulated_check(ctx, cfg.max_accuracy_drop, checks) as check:
+            proposals = sensitivity.knapsack_plans(sens, space, cfg.max_accuracy_drop, check=check)
         wanted["proposals"] = [p.summary() for p in proposals]
         wanted["proposal_checks"] = checks  # every plan the knapsack solved, with its simulated drop
         study.set_user_attr(SENSITIVITY_ATTR, sens.to_dict())

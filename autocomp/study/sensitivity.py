@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from autocomp.measure.kernel_times import LAYER_OPS, by_layer, kernel_times
 from autocomp.plan import CompressionPlan, LayerPlan, parse_weight_choice, stored_bits, weight_choice
@@ -61,7 +62,6 @@ def _layer(name: str, w: int | str, a: int, prune: float) -> LayerPlan:
 def measure(ctx: Any, space: Any, workers: int | None = None) -> Sensitivity:
     """Every single-layer choice of `space`, measured on `ctx`'s task (see the module docstring), a
     layer at a time in `workers` processes (default: one per core; sensitivity_pool)."""
-    from autocomp.compress.distill import Recovery
     from autocomp.compress.pipeline import float_input_ranges
     from autocomp.device.timing_lock import shared_use
     from autocomp.measure import accuracy
@@ -71,8 +71,7 @@ def measure(ctx: Any, space: Any, workers: int | None = None) -> Sensitivity:
     t0 = time.perf_counter()
     task = ctx.task
     subset = replace(task, eval_inputs=task.eval_inputs[:SUBSET], eval_targets=task.eval_targets[:SUBSET])
-    recovery_inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
-    recovery = Recovery(RECOVERY_STEPS, recovery_inputs, from_first_change=True) if ctx.finetune_steps > 0 else None
+    recovery = ctx.recovery(RECOVERY_STEPS, from_first_change=True)
     ratios = measured_ratios(space.prune_choices)
     jobs = [pool.LayerJob(name, tuple((choice_key(w, a), _layer(name, w, a, 0.0)) for w, a in layer_choices(space)))
             for name in space.layers]  # a distillation per prune ratio is the long part: a job each, evenly spread
@@ -224,7 +223,8 @@ OBJECTIVES = (("latency", (0.5, 0.8, 1.0)), ("balanced", (1.0,)), ("memory", (1.
 
 
 def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tuple[float, ...] | None = None,
-                   bins: int = 200, check: Callable[[CompressionPlan], bool] | None = None) -> list[CompressionPlan]:
+                   bins: int = 200, check: Callable[[list[CompressionPlan]], list[bool]] | None = None
+                   ) -> list[CompressionPlan]:
     """Plans that save the most for a summed single-layer accuracy cost within `fraction` x the budget
     (a multiple-choice knapsack, by dynamic programming over the cost in `bins` steps), one per objective
     and fraction (OBJECTIVES; `fractions` replaces the latency objective's and drops the others):
@@ -239,10 +239,11 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
     The search's front is two-dimensional: latency-only plans had w8 where w4 costs as little accuracy
     and nothing, and the smallest corner was never proposed. Empty when latency was not measured.
 
-    `check` (simulated_check): whether a plan keeps the budget all together. Summed single-layer costs
-    miss how quantization errors add up (a built-in search's memory plan, layers costing 0-0.3 points
-    each alone, dropped 3 points), so a plan that fails it is solved again at half the cost budget, up
-    to CHECK_TRIES times, and left out if it still fails."""
+    `check` (simulated_check): whether each of some plans keeps the budget all together. Summed
+    single-layer costs miss how quantization errors add up (a built-in search's memory plan, layers
+    costing 0-0.3 points each alone, dropped 3 points), so a plan that fails it is solved again at half
+    the cost budget, up to CHECK_TRIES times, and left out if it still fails. Every objective's plan of
+    a round is checked in one call (the checks run side by side: simulated_check)."""
     fp32, int8 = sens.latency_ms.get("fp32"), sens.latency_ms.get("w8a8")
     if not fp32 or not int8 or max_drop <= 0:
         return []
@@ -273,19 +274,29 @@ def knapsack_plans(sens: Sensitivity, space: Any, max_drop: float, fractions: tu
     value = {"latency": lambda ms, b: ms, "memory": lambda ms, b: b,
              "balanced": lambda ms, b: ms / total_ms + b / total_bytes}
     runs = [("latency", fractions)] if fractions is not None else list(OBJECTIVES)
+    scored = {objective: {name: [(c, value[objective](ms, b), lp) for c, ms, b, lp in opts]
+                          for name, opts in options.items()} for objective, _ in runs}
+    wanted = [(objective, fraction * max_drop) for objective, fracs in runs for fraction in fracs]
+    found: list[CompressionPlan | None] = [None] * len(wanted)
+    open_ = list(range(len(wanted)))
+    for attempt in range(CHECK_TRIES if check is not None else 1):  # the budget, half of it, a quarter
+        solved = {i: _solve(scored[wanted[i][0]], space.layers, wanted[i][1] / 2**attempt, bins) for i in open_}
+        todo = list(dict.fromkeys(p for p in solved.values() if p is not None and _compresses(p)))
+        verdict = dict(zip(todo, check(todo))) if check is not None and todo else {}
+        open_ = [i for i, plan in solved.items() if not verdict.get(plan, True)]
+        for i, plan in solved.items():
+            found[i] = None if i in open_ else plan
+        if not open_:
+            break
     plans: list[CompressionPlan] = []
-    for objective, fracs in runs:
-        scored = {name: [(c, value[objective](ms, b), lp) for c, ms, b, lp in opts] for name, opts in options.items()}
-        for fraction in fracs:
-            budget, plan = fraction * max_drop, None
-            for _ in range(CHECK_TRIES if check is not None else 1):
-                plan = _solve(scored, space.layers, budget, bins)
-                if plan is None or check is None or plan in plans or check(plan):
-                    break
-                budget, plan = budget / 2, None
-            if plan is not None and plan not in plans and any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers):
-                plans.append(plan)
+    for plan in found:
+        if plan is not None and plan not in plans and _compresses(plan):
+            plans.append(plan)
     return plans
+
+
+def _compresses(plan: CompressionPlan) -> bool:
+    return any(lp.w_bits < 32 or lp.prune > 0 for lp in plan.layers)
 
 
 def _quantized_ms(w: int | str, w8_ms: float, w4_ms: float) -> float:
@@ -304,27 +315,41 @@ def _floor(w: int | str, subset: int) -> float:
     return 1.0 / max(subset, 1) if stored_bits(w) < 8 else 0.0
 
 
-def simulated_check(ctx: Any, max_drop: float, log: list[dict[str, Any]]) -> Callable[[CompressionPlan], bool]:
-    """Whether a plan's accuracy in the PyTorch simulation, compressed exactly as its candidate will be
+@contextmanager
+def simulated_check(ctx: Any, max_drop: float, log: list[dict[str, Any]],
+                    workers: int | None = None) -> Iterator[Callable[[list[CompressionPlan]], list[bool]]]:
+    """Whether each plan's accuracy in the PyTorch simulation, compressed exactly as its candidate will be
     (the search's distillation included) on the whole eval set, is within `max_drop` of the fp32 model's:
     the compiled artifact's accuracy, which the search measures, is the simulation's on this project's
-    CPU targets. Each check is appended to `log` (the study's settings keep it)."""
+    CPU targets. The plans of a call are compressed side by side in `workers` processes (default: one per
+    core; sensitivity_pool.Workers, kept for the knapsack's later rounds): a distillation runs on one
+    thread (compress/distill.py), so one at a time left the other cores idle. Each check is appended to
+    `log` (the study's settings keep it). A context manager: the workers stop with it."""
     from autocomp.device.timing_lock import shared_use
     from autocomp.measure.accuracy import accuracy_torch
+    from autocomp.study import sensitivity_pool as pool
+    from autocomp.study.buildpool import default_jobs
 
+    task = ctx.task
     with shared_use():
-        base = accuracy_torch(ctx.model, ctx.task)
+        base = accuracy_torch(ctx.model, task)
+    shared = pool.Shared(ctx.model, task.example_input, task.calib_data, ctx.protected, ctx.profile.fp16_compute(),
+                         ctx.channel_multiple(), None, ctx.recovery(), task.eval_inputs, tuple(ctx.layers))
     seen: dict[str, bool] = {}
+    procs = pool.Workers(shared, default_jobs() if workers is None else workers)
 
-    def check(plan: CompressionPlan) -> bool:
-        if plan.key() not in seen:
-            with shared_use():
-                drop = base - accuracy_torch(ctx.compress(plan), ctx.task)
+    def check(plans: list[CompressionPlan]) -> list[bool]:
+        new = list({p.key(): p for p in plans if p.key() not in seen}.values())
+        with shared_use():
+            outputs = procs.outputs([pool.PlanJob(p.key(), p) for p in new]) if new else {}
+        for plan in new:
+            drop = base - float(task.metric(outputs[plan.key()]["plan"], task.eval_targets))
             seen[plan.key()] = drop <= max_drop
             log.append({"plan": plan.summary(), "simulated_drop": round(drop, 4), "kept": seen[plan.key()]})
-        return seen[plan.key()]
+        return [seen[p.key()] for p in plans]
 
-    return check
+    with procs:
+        yield check
 
 
 def _solve(options: dict[str, list[tuple[float, float, LayerPlan]]], layers: tuple[str, ...], budget: float,

@@ -5,7 +5,8 @@ PyTorch jobs (a one-layer quantization and a 300-sample forward; a one-group pru
 distillation) that two threads of one process use poorly. One spawned process per core, one thread
 each, takes a layer at a time and sends back the model's outputs on the subset; the caller turns them
 into accuracy with the task's metric (which need not pickle). A model that does not pickle, or one core,
-runs the same jobs here, one after the other.
+runs the same jobs here, one after the other. The knapsack proposals' checks (whole plans, each with
+the search's distillation on one thread) run the same way (PlanJob).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Shared:
     protected: tuple[str, ...]
     fp16: bool
     round_to: int
-    ranges: dict[str, tuple[float, float]]  # float_input_ranges of the model: shared by every bits-only plan
+    ranges: dict[str, tuple[float, float]] | None  # float_input_ranges of the model: shared by every bits-only plan
     recovery: Any  # compress.distill.Recovery or None
     inputs: torch.Tensor  # the eval subset
     layers: tuple[str, ...]  # every searchable layer: the rest of each plan stays fp32
@@ -48,6 +49,18 @@ class LayerJob:
 
     def pruned(self) -> int:
         return sum(lp.prune > 0 for _key, lp in self.choices)
+
+
+@dataclass(frozen=True)
+class PlanJob:
+    """A whole plan, compressed as the search compresses it (a knapsack proposal's check,
+    sensitivity.simulated_check): its outputs under the key "plan"."""
+
+    name: str  # the plan's key
+    plan: CompressionPlan
+
+    def pruned(self) -> int:
+        return sum(lp.prune > 0 for lp in self.plan.layers)
 
 
 _SHARED: Shared | None = None
@@ -73,9 +86,20 @@ def _init(shared: Shared) -> None:
     _SHARED = shared
 
 
-def _run(job: LayerJob) -> tuple[str, dict[str, torch.Tensor]]:
+def _run(job: LayerJob | PlanJob) -> tuple[str, dict[str, torch.Tensor]]:
     assert _SHARED is not None
-    return job.name, layer_outputs(_SHARED, job)
+    return job.name, job_outputs(_SHARED, job)
+
+
+def job_outputs(s: Shared, job: LayerJob | PlanJob) -> dict[str, torch.Tensor]:
+    from autocomp.compress import compress
+    from autocomp.measure.accuracy import torch_outputs
+
+    if isinstance(job, LayerJob):
+        return layer_outputs(s, job)
+    recovery = s.recovery if job.pruned() else None
+    model = compress(s.model, job.plan, s.example_input, s.calib_data, s.protected, recovery, s.fp16, s.round_to)
+    return {"plan": torch_outputs(model.eval(), s.inputs)}
 
 
 def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
@@ -122,29 +146,60 @@ def _same_but(a: torch.nn.Module, b: torch.nn.Module, layer: str) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def run(shared: Shared, jobs: list[LayerJob], workers: int) -> dict[str, dict[str, torch.Tensor]]:
+def run(shared: Shared, jobs: list[LayerJob] | list[PlanJob], workers: int) -> dict[str, dict[str, torch.Tensor]]:
     """Every job's outputs, by layer: in `workers` spawned processes, or here when that cannot help."""
-    if workers > 1 and len(jobs) > 1 and _pickles(shared):
-        ctx = multiprocessing.get_context("spawn")  # this process holds torch's and TVM's thread pools
-        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init, initargs=(shared,))
-        done = False
-        try:
-            out: dict[str, dict[str, torch.Tensor]] = {job.name: {} for job in jobs}  # the caller's order
-            for name, outputs in pool.map(_run, sorted(jobs, key=lambda j: -j.pruned())):  # the long ones first
-                out[name].update(outputs)
-            done = True
-            return out
-        except Exception:  # noqa: BLE001 - e.g. a worker cannot import the model's class: here, where it can
-            pass  # (a job's own error, e.g. non-finite outputs, is raised again below)
-        finally:  # on any error, Ctrl-C included, the layers in progress are stopped, not run to the end
-            if not done:
-                for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                    proc.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-    out: dict[str, dict[str, torch.Tensor]] = {job.name: {} for job in jobs}
-    for job in jobs:
-        out[job.name].update(layer_outputs(shared, job))
-    return out
+    with Workers(shared, min(workers, len(jobs))) as procs:
+        return procs.outputs(jobs)
+
+
+class Workers:
+    """`workers` spawned processes holding `shared`, started on first use and kept until closed: the
+    knapsack's rounds of checks reuse them (no second start-up, the teacher's outputs for the
+    distillation kept in each). This process runs the jobs where they cannot help: one worker, a model
+    that does not pickle, a worker that fails (a job's own error, e.g. non-finite outputs, is raised here)."""
+
+    def __init__(self, shared: Shared, workers: int) -> None:
+        self.shared, self.workers = shared, workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._here = workers <= 1 or not _pickles(shared)
+
+    def outputs(self, jobs: list[LayerJob] | list[PlanJob]) -> dict[str, dict[str, torch.Tensor]]:
+        out: dict[str, dict[str, torch.Tensor]] = {job.name: {} for job in jobs}  # the caller's order
+        if not self._here and (self._pool is not None or len(jobs) > 1):
+            try:
+                for name, outputs in self._executor().map(_run, sorted(jobs, key=lambda j: -j.pruned())):
+                    out[name].update(outputs)  # the long jobs first
+                return out
+            except Exception:  # noqa: BLE001 - e.g. a worker cannot import the model's class: here, where it can
+                self.close(stop=True)
+                self._here = True
+            except BaseException:  # Ctrl-C: the jobs in progress are stopped, not run to the end
+                self.close(stop=True)
+                raise
+        for job in jobs:
+            out[job.name].update(job_outputs(self.shared, job))
+        return out
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")  # this process holds torch's and TVM's thread pools
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.shared,))
+        return self._pool
+
+    def close(self, stop: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if stop:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.close(stop=kind is not None)
 
 
 def _pickles(shared: Shared) -> bool:

@@ -143,10 +143,10 @@ def test_a_plan_that_fails_the_check_is_solved_again_at_half_the_budget_or_left_
         checked.append(summed(plan))
         return summed(plan) <= 0.004
 
-    plans = knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,), check=strict)
+    plans = knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,), check=lambda ps: [strict(p) for p in ps])
     assert len(plans) == 1 and summed(plans[0]) <= 0.004
     assert checked[0] > 0.004 and len(checked) >= 2  # the full-budget plan was tried first and rejected
-    assert knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,), check=lambda plan: False) == []
+    assert knapsack_plans(sens, space, max_drop=0.01, fractions=(1.0,), check=lambda ps: [False] * len(ps)) == []
 
 
 def test_the_simulated_check_compresses_the_plan_as_the_search_will(digits_ctx):
@@ -156,14 +156,24 @@ def test_the_simulated_check_compresses_the_plan_as_the_search_will(digits_ctx):
     from autocomp.plan import CompressionPlan
     from autocomp.study.sensitivity import simulated_check
 
+    from dataclasses import replace
+
+    ctx = replace(digits_ctx, finetune_steps=30)
     log = []
-    w8a8 = CompressionPlan.uniform(digits_ctx.layers, 8, 8)
-    w2a8 = CompressionPlan.uniform(digits_ctx.layers, 2, 8)
-    base = accuracy_torch(digits_ctx.model, digits_ctx.task)
-    assert simulated_check(digits_ctx, 0.01, log)(w8a8)
-    assert not simulated_check(digits_ctx, 0.01, log)(w2a8)  # ternary weights everywhere: far over
-    drop = base - accuracy_torch(digits_ctx.compress(w2a8), digits_ctx.task)
-    assert [entry["kept"] for entry in log] == [True, False] and log[1]["simulated_drop"] == round(drop, 4) > 0.01
+    w8a8 = CompressionPlan.uniform(ctx.layers, 8, 8)
+    w2a8 = CompressionPlan.uniform(ctx.layers, 2, 8)
+    pruned = CompressionPlan.uniform(ctx.layers, 8, 8, 0.5, ctx.prunable)
+    base = accuracy_torch(ctx.model, ctx.task)
+    with simulated_check(ctx, 0.01, log) as check:  # in worker processes, one per core
+        verdicts = check([w8a8, w2a8, pruned, w8a8])
+        assert verdicts[:2] == [True, False] and verdicts[3]  # ternary weights everywhere: far over
+        assert check([w2a8]) == [False] and len(log) == 3  # checked once
+    import psutil
+
+    assert not [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    drops = [base - accuracy_torch(ctx.compress(plan), ctx.task) for plan in (w2a8, pruned)]  # here, as the search
+    assert [entry["simulated_drop"] for entry in log[1:]] == [round(d, 4) for d in drops]
+    assert log[1]["simulated_drop"] > 0.01 and [entry["kept"] for entry in log] == [True, False, drops[1] <= 0.01]
 
 
 def test_a_sub_byte_choice_the_subset_shows_as_free_still_costs_one_sample():
