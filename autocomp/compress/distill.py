@@ -77,22 +77,18 @@ def frozen_prefix(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> se
     """The ids of the parameters of the modules the student runs before its first one whose parameter
     shapes differ from the teacher's (the first pruned layer). Why: the sensitivity step recovers one
     pruned group at a time; the layers before it are the teacher's own, and leaving them as they are
-    skips their part of every backward pass (half the step on the built-in task, where the early
-    full-resolution convs cost the most) for a recovery that can only be as good or slightly worse."""
+    skips their part of every backward pass (a quarter of the step's prune jobs on the built-in task).
+    The drops it gives are no further from what the search's own whole-model recovery gives than the
+    whole-model 50 steps were (scripts/bench_sensitivity.py)."""
+    from autocomp.compress.layers import run_with_hooks
+
     shapes = {name: p.shape for name, p in teacher.named_parameters()}
-    order: list[nn.Module] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, _args: order.append(mod))
-             for m in student.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            student(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    names = {m: name for name, m in student.named_modules()}
+    order: list[str] = []  # leaf modules, as their calls end: the order they run in
+    leaves = [name for name, m in student.named_modules() if not list(m.children())]
+    run_with_hooks(student, x, {name: (lambda *_, name=name: order.append(name)) for name in leaves})
     frozen: set[int] = set()
-    for m in dict.fromkeys(order):  # first calls, in order
-        own = [(f"{names[m]}.{n}" if names[m] else n, p) for n, p in m.named_parameters(recurse=False)]
+    for name in dict.fromkeys(order):  # first calls
+        own = [(f"{name}.{n}" if name else n, p) for n, p in student.get_submodule(name).named_parameters(recurse=False)]
         if any(shapes.get(n) != p.shape for n, p in own):
             return frozen
         frozen.update(id(p) for _n, p in own)
