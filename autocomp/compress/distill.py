@@ -77,9 +77,9 @@ def frozen_prefix(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> se
     """The ids of the parameters of the modules the student runs before its first one whose parameter
     shapes differ from the teacher's (the first pruned layer). Why: the sensitivity step recovers one
     pruned group at a time; the layers before it are the teacher's own, and leaving them as they are
-    skips their part of every backward pass (a quarter of the step's prune jobs on the built-in task).
-    The drops it gives are no further from what the search's own whole-model recovery gives than the
-    whole-model 50 steps were (scripts/bench_sensitivity.py)."""
+    skips their part of every backward pass (the step's prune jobs cost a quarter less on the built-in
+    task). Its drops are closer to what the search's own whole-model recovery gives on the built-in task
+    and slightly further on the MobileNet task (scripts/bench_sensitivity.py, docs/design-notes.md)."""
     from autocomp.compress.layers import run_with_hooks
 
     shapes = {name: p.shape for name, p in teacher.named_parameters()}
