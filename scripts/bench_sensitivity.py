@@ -41,7 +41,6 @@ def main() -> int:
     import torch
 
     from autocomp.candidate import prepare
-    from autocomp.compress.distill import Recovery
     from autocomp.compress.pipeline import float_input_ranges
     from autocomp.device.profiles import load_profile
     from autocomp.measure.accuracy import accuracy_torch, torch_outputs
@@ -61,7 +60,6 @@ def main() -> int:
     base = accuracy_torch(ctx.model, subset)
     ranges = float_input_ranges(ctx.model, list(space.layers), task.example_input, task.calib_data, ctx.protected,
                                 ctx.channel_multiple())
-    inputs = task.recovery_inputs if task.recovery_inputs is not None else task.calib_data
     layers = list(space.prunable)[: args.layers or None]
     ratios = sensitivity.measured_ratios(space.prune_choices)
 
@@ -73,7 +71,7 @@ def main() -> int:
     for proxy, tail in (("tail", True), ("whole", False)):
         shared = pool.Shared(ctx.model, task.example_input, task.calib_data, ctx.protected,
                              profile.fp16_compute(), ctx.channel_multiple(), ranges,
-                             Recovery(sensitivity.RECOVERY_STEPS, inputs, from_first_change=tail),
+                             ctx.recovery(sensitivity.RECOVERY_STEPS, from_first_change=tail),
                              subset.eval_inputs, tuple(ctx.layers))
         t = time.perf_counter()
         for name in layers:

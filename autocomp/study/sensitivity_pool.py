@@ -92,14 +92,11 @@ def _run(job: LayerJob | PlanJob) -> tuple[str, dict[str, torch.Tensor]]:
 
 
 def job_outputs(s: Shared, job: LayerJob | PlanJob) -> dict[str, torch.Tensor]:
-    from autocomp.compress import compress
     from autocomp.measure.accuracy import torch_outputs
 
     if isinstance(job, LayerJob):
         return layer_outputs(s, job)
-    recovery = s.recovery if job.pruned() else None
-    model = compress(s.model, job.plan, s.example_input, s.calib_data, s.protected, recovery, s.fp16, s.round_to)
-    return {"plan": torch_outputs(model.eval(), s.inputs)}
+    return {"plan": torch_outputs(_compressed(s, job.plan), s.inputs)}
 
 
 def layer_outputs(s: Shared, job: LayerJob) -> dict[str, torch.Tensor]:
@@ -132,10 +129,14 @@ def _shared_forward(s: Shared, name: str, choices: list[tuple[str, Any]]) -> dic
 
 def _one_layer(s: Shared, layer: Any) -> torch.nn.Module:
     """The model with `layer`'s plan on its layer and every other layer fp32, in eval mode."""
+    return _compressed(s, CompressionPlan(tuple(layer if name == layer.name else LayerPlan(name) for name in s.layers)))
+
+
+def _compressed(s: Shared, plan: CompressionPlan) -> torch.nn.Module:
+    """`plan` on the shared model, in eval mode (compress reads `ranges` only when nothing is pruned)."""
     from autocomp.compress import compress
 
-    plan = CompressionPlan(tuple(layer if name == layer.name else LayerPlan(name) for name in s.layers))
-    recovery = s.recovery if layer.prune > 0 else None  # compress reads `ranges` only when nothing is pruned
+    recovery = s.recovery if any(lp.prune > 0 for lp in plan.layers) else None
     return compress(s.model, plan, s.example_input, s.calib_data, s.protected, recovery, s.fp16, s.round_to,
                     s.ranges).eval()
 
