@@ -60,7 +60,8 @@ class DeviceProfile:
         return self.target.get("mcpu") == DETECT
 
     def resolved_target(self) -> dict[str, Any]:
-        """The TVM target dict, with `detect` replaced by this machine's CPU."""
+        """The TVM target dict, with `detect` replaced by this machine's CPU (LLVM's name for it, and the
+        features it has beyond that name)."""
         target = dict(self.target)
         if target.get("mcpu") == DETECT:
             from autocomp.device import hostcpu
@@ -68,6 +69,8 @@ class DeviceProfile:
             cpu = hostcpu.detect()
             target["mcpu"] = cpu.llvm_cpu
             target.setdefault("num-cores", cpu.cores)
+            if cpu.llvm_mattr:  # what the CPU has beyond LLVM's name for it (hostcpu.missing_features)
+                target["mattr"] = [*target.get("mattr", []), *(f for f in cpu.llvm_mattr if f not in target.get("mattr", []))]
         return target
 
     def fp16_compute(self) -> bool:
