@@ -307,7 +307,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     profile = load_profile(args.device)
     profile.tvm_target()
     ctx = prepare(load_task(args.task), profile, None, args.finetune_steps)  # latency shares: local devices only
-    space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), profile)
+    space = SearchSpace.for_context(ctx)
     sens = sensitivity.measure(ctx, space)
     if args.json:
         print(json.dumps(sens.to_dict(), indent=2))

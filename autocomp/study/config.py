@@ -157,6 +157,9 @@ def settings_for(cfg: SearchConfig, task_name: str, space: SearchSpace, baseline
         "measure": "estimate" if cfg.estimate else ("emulated" if (cfg.rpc_key or "").endswith("-emulated") else "device"),
         "baseline_accuracy": baseline,
         "space": space.to_dict(),
+        # prune ratios not offered as they prune as a smaller one does (SearchSpace.redundant): stored, so
+        # a study resumed by another version keeps the space its trials were sampled from
+        "redundant": space.redundant,
         "objectives": list(OBJECTIVES),
         "winograd": winograd,  # the profile's key: which conv kernels the latencies and memory are of
         # filled in by the study's creator (search.py): latencies are ratios to this build timed beside

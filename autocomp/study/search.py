@@ -296,7 +296,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
     study_name = cfg.study or default_study_name(cfg.task, profile.name)
     task = load_task(cfg.task)
     ctx = prepare(task, profile, options, cfg.finetune_steps, cfg.tune_trials)
-    space = SearchSpace.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
+    space = SearchSpace.for_context(ctx)
     baseline = fp32_accuracy(ctx)
     wanted = settings_for(cfg, task.name, space, baseline, profile.winograd)
 
@@ -340,7 +340,7 @@ def prepare_search(cfg: SearchConfig) -> PreparedSearch:
         wanted["proposals"] = [p.summary() for p in proposals]
         wanted["proposal_checks"] = checks  # every plan the knapsack solved, with its simulated drop
         study.set_user_attr(SENSITIVITY_ATTR, sens.to_dict())
-    space = replace(space, excluded=wanted.get("excluded", {}))
+    space = replace(space, excluded=wanted.get("excluded", {}), redundant=wanted.get("redundant", {}))  # as stored
     if hasattr(study.sampler, "search_space"):
         study.sampler.search_space = space.distributions()
         study.sampler.layer_weights = layer_weights(ctx.model, space.layers, study.user_attrs.get(SENSITIVITY_ATTR))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from autocomp.plan import CompressionPlan, LayerPlan, parse_weight_choice, weight_choice
@@ -36,6 +36,9 @@ class SearchSpace:
     # per parameter ("w_bits:<layer>", ...): values not offered, as each alone breaks the accuracy budget
     # (sensitivity.py); stored with the study apart from the space itself, which is what resuming checks
     excluded: dict[str, list[Any]] = field(default_factory=dict)
+    # per prunable layer: ratios that prune it as a smaller one does (prune.same_channels), not offered;
+    # derived from the model and the target, so not stored either
+    redundant: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def for_profile(cls, layers: tuple[str, ...], prunable: tuple[str, ...], profile: DeviceProfile) -> SearchSpace:
@@ -51,8 +54,19 @@ class SearchSpace:
         a = tuple(b for b in (8, 16, 32) if b == 32 or (b == 16 and fp16) or (b == 8 and "int8" in profile.precisions))
         return cls(layers, prunable, w, a)
 
+    @classmethod
+    def for_context(cls, ctx: Any) -> SearchSpace:
+        """`for_profile` for the context's model and device, less the redundant prune ratios at the
+        target's channel multiple."""
+        from autocomp.compress.prune import same_channels
+
+        space = cls.for_profile(tuple(ctx.layers), tuple(ctx.prunable), ctx.profile)
+        return replace(space, redundant=same_channels(ctx.model, space.prunable, space.prune_choices,
+                                                      ctx.channel_multiple()))
+
     def choices(self, param: str, values: tuple[Any, ...]) -> list[Any]:
-        gone = self.excluded.get(param, [])
+        kind, name = param.split(":", 1)
+        gone = [*self.excluded.get(param, []), *(self.redundant.get(name, []) if kind == "prune" else [])]
         return [v for v in values if v not in gone]
 
     def distributions(self) -> dict[str, optuna.distributions.CategoricalDistribution]:
@@ -118,5 +132,5 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["excluded"]
+        del d["excluded"], d["redundant"]
         return d

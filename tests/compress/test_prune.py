@@ -85,3 +85,19 @@ def test_a_model_the_dependency_graph_cannot_trace_is_named_not_crashed():
     model = _torchvision().shufflenet_v2_x0_5().eval()
     with pytest.raises(PruningUnavailable, match=r"cannot trace it \(ZeroDivisionError: .* in update_reshape_index_mapping\(\)\)"):
         prunable_layers(model, torch.randn(1, 3, 32, 32), ["fc"])
+
+
+@pytest.mark.parametrize("multiple", [8, 16])
+def test_redundant_ratios_are_the_ones_that_prune_as_a_smaller_one_does(multiple):
+    """same_channels is checked against what prune() really leaves, ratio by ratio."""
+    from autocomp.compress.prune import same_channels
+
+    model, x = _net(), torch.randn(1, 1, 28, 28)
+    roots = prunable_layers(model, x, ["classifier"])
+    ratios = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+    redundant = same_channels(model, roots, ratios, multiple)
+    for name in roots:
+        kept = [dict(prune(model, x, {name: r}, ["classifier"], multiple).named_modules())[name].out_channels
+                for r in ratios]
+        assert redundant.get(name, []) == [r for i, r in enumerate(ratios) if kept[i] in kept[:i]], (name, kept)
+    assert redundant["features.1.0"] == ([0.125, 0.375, 0.5, 0.75] if multiple == 16 else [0.25, 0.75])  # 48 channels

@@ -1,7 +1,7 @@
 """The search space follows what the device computes."""
 
 from autocomp.device.profiles import load_profile
-from autocomp.study.space import SearchSpace
+from autocomp.study.space import PRUNE_CHOICES, SearchSpace
 
 LAYERS, PRUNABLE = ("a", "b"), ("a",)
 
@@ -69,3 +69,11 @@ def test_an_enqueued_plan_is_measured_whole_and_records_only_what_the_sampler_is
         assert plan.layer("a").w_bits != 32 and plan.layer("a").a_bits != 32
         study.tell(t, float(i))
     assert space.params(fp32) == {"w_bits:b": 32, "a_bits:b": 32, "prune:a": 0.0}
+
+
+def test_redundant_prune_ratios_are_not_offered_nor_stored():
+    space = SearchSpace(("a", "b"), ("a", "b"), redundant={"a": [0.125, 0.375]})
+    dists = space.distributions()
+    assert dists["prune:a"].choices == (0.0, 0.25, 0.5, 0.625, 0.75)
+    assert dists["prune:b"].choices == PRUNE_CHOICES  # another layer's channels: all offered
+    assert "redundant" not in space.to_dict()  # derived from the model and target: resuming derives it again
