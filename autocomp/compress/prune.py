@@ -55,7 +55,7 @@ def same_channels(model: nn.Module, roots: Iterable[str], ratios: Iterable[float
     """Per pruning root: the ratios that keep as many channels as a smaller ratio does, i.e. the same
     pruned model under another name. Why: with AVX-512's multiple of 16, 0.125 leaves FashionNet's
     32-, 48- and 64-channel layers whole and 0.375 prunes a 48-channel one as 0.25 does; a search
-    offered them spent trials stepping to them (11 of 38 trials held such a ratio, 3 measured a plan
+    offered them spent trials stepping to them (12 of 38 trials held such a ratio, 3 measured a model
     measured before)."""
     by_name = _modules_by_name(model)
     out: dict[str, list[float]] = {}

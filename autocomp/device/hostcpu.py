@@ -82,8 +82,8 @@ def missing_features(llvm_cpu: str, flags: set[str]) -> tuple[str, ...]:
     CPU LLVM names lacks. Why: LLVM names the CPU from its family and model, and a virtual machine may
     report another model than the silicon's: a Sapphire Rapids guest reporting Rocket Lake's model
     (family 6, model 167) was compiled without AVX512-FP16, so its fp16 layers, offered because the
-    CPU computes fp16, were emulated through fp32 conversions: FashionNet w16a16 3.17 ms against
-    0.27 ms with the feature (and 0.40 ms fp32)."""
+    CPU computes fp16, were emulated through fp32 conversions: FashionNet w16a16 3.0-3.3 ms against
+    0.27 ms with the feature (and 0.42 ms fp32)."""
     import tvm
     from tvm.target import codegen
 

@@ -37,7 +37,7 @@ class SearchSpace:
     # (sensitivity.py); stored with the study apart from the space itself, which is what resuming checks
     excluded: dict[str, list[Any]] = field(default_factory=dict)
     # per prunable layer: ratios that prune it as a smaller one does (prune.same_channels), not offered;
-    # derived from the model and the target, so not stored either
+    # stored with the study apart from the space too (settings["redundant"]): a study resumes with its own
     redundant: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
