@@ -71,9 +71,9 @@ def test_an_enqueued_plan_is_measured_whole_and_records_only_what_the_sampler_is
     assert space.params(fp32) == {"w_bits:b": 32, "a_bits:b": 32, "prune:a": 0.0}
 
 
-def test_redundant_prune_ratios_are_not_offered_nor_stored():
+def test_redundant_prune_ratios_are_not_offered_and_stay_out_of_the_space_resuming_compares():
     space = SearchSpace(("a", "b"), ("a", "b"), redundant={"a": [0.125, 0.375]})
     dists = space.distributions()
     assert dists["prune:a"].choices == (0.0, 0.25, 0.5, 0.625, 0.75)
     assert dists["prune:b"].choices == PRUNE_CHOICES  # another layer's channels: all offered
-    assert "redundant" not in space.to_dict()  # derived from the model and target: resuming derives it again
+    assert "redundant" not in space.to_dict()  # stored beside it (settings["redundant"]), as `excluded` is
